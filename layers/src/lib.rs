@@ -1,1 +1,97 @@
-//! Channel layers.
+//! Channel layers: how messages travel between WebSocket connections, within one process and
+//! between processes.
+//!
+//! A channel layer gives every connection a **channel** (a unique name with an [`Inbox`]), lets
+//! connections join named **groups**, and delivers messages sent to a channel or broadcast to a
+//! group. It is the Rust counterpart of Python `fast-channels`' layers, and the two Redis layers
+//! speak the Python layers' wire formats, so Rust and Python processes can share one Redis.
+//!
+//! There is one seam, the [`ChannelLayer`] trait, and one implementation per backend:
+//! - [`memory::MemoryLayer`]: a single process, no Redis;
+//! - [`pubsub::RedisPubSubLayer`]: Redis pub/sub, fire-and-forget, lowest latency;
+//! - [`queue::RedisQueueLayer`]: Redis sorted sets, messages wait for their receiver (up to
+//!   `expiry`), per-channel `capacity`.
+//!
+//! The service picks layers by alias from a [`LayerRegistry`]
+//! ([`LayerRegistry::standard`] registers the five aliases of the tutorial).
+//!
+//! Every layer is held to the same behaviour by one conformance suite (`tests/conformance.rs`),
+//! and reports what it could not deliver ([`LayerStats`]) and whether its backend is reachable
+//! ([`LayerHealth`]).
+
+use std::borrow::Cow;
+
+pub use error::LayerError;
+pub use health::LayerHealth;
+pub use inbox::Inbox;
+pub use message::Message;
+pub use names::{safe_group_name, validate_channel_name, validate_group_name, MAX_NAME_LENGTH};
+pub use registry::LayerRegistry;
+pub use stats::{DropReason, LayerStats};
+
+mod error;
+mod health;
+pub mod hosts;
+mod inbox;
+pub mod memory;
+mod message;
+mod names;
+pub mod pubsub;
+pub mod queue;
+mod registry;
+mod stats;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+/// The operations every channel layer offers. Object-safe: the service holds
+/// `Arc<dyn ChannelLayer>` and never knows which backend it talks to.
+///
+/// Channel names come from [`new_channel`](ChannelLayer::new_channel); group names must be valid
+/// ([`validate_group_name`]): map user text through
+/// [`safe_group_name`](ChannelLayer::safe_group_name) first.
+#[async_trait::async_trait]
+pub trait ChannelLayer: Send + Sync + 'static {
+    /// Creates a channel owned by this process and returns its inbox. Dropping the inbox
+    /// removes the channel and its group memberships.
+    async fn new_channel(&self) -> Result<Inbox, LayerError>;
+
+    /// Sends a message to one channel (possibly owned by another process). A message to a
+    /// channel that no longer exists is dropped and counted, not an error (the receiver may go
+    /// away at any time); a full channel is [`LayerError::ChannelFull`] where the layer can tell.
+    async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError>;
+
+    /// Adds a channel to a group (idempotent; refreshes its membership time).
+    async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError>;
+
+    /// Removes a channel from a group (no error if it was not a member).
+    async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError>;
+
+    /// Sends a message to every channel in a group. The message is encoded once; receivers
+    /// that are full are skipped and counted, never waited for.
+    async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError>;
+
+    /// Removes every channel, group membership and queued message of this layer (on Redis,
+    /// every key under the layer's prefix, as the Python layers do). Existing inboxes then
+    /// report [`LayerError::Closed`]. The layer stays usable.
+    async fn flush(&self) -> Result<(), LayerError>;
+
+    /// Stops background tasks, leaves groups joined by this process and closes connections.
+    /// Inboxes report [`LayerError::Closed`]; later operations fail with it.
+    async fn close(&self) -> Result<(), LayerError>;
+
+    /// Whether a group name is valid as-is on this layer; and a safe, deterministic,
+    /// collision-free mapping for one that is not (the service maps user room names through
+    /// it; identity for names already valid). See [`names::safe_group_name`](safe_group_name).
+    fn safe_group_name<'a>(&self, name: &'a str) -> Cow<'a, str> {
+        safe_group_name(name)
+    }
+
+    /// Live health for `/healthz` (the in-memory layer is always up).
+    fn health(&self) -> tokio::sync::watch::Receiver<LayerHealth>;
+
+    /// Counters for `/metrics`.
+    fn stats(&self) -> LayerStats;
+
+    /// `"memory"`, `"redis_pubsub"` or `"redis_queue"`.
+    fn kind(&self) -> &'static str;
+}
