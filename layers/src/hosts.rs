@@ -1,0 +1,200 @@
+//! Redis hosts: parsing the configured URLs, spreading names over the ring of hosts the way the
+//! Python layers do, and the connection settings shared by both Redis layers.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::LayerError;
+
+/// How a Redis layer connects, waits and reconnects.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    /// Give up a connection attempt after this long (default 1 s). A healthy Redis on the
+    /// network answers in milliseconds; a longer wait only delays reporting an outage.
+    pub connect_timeout: Duration,
+    /// Give up waiting for a command's reply after this long (default 2 s), so a wedged Redis
+    /// turns into an `Unavailable` error instead of a consumer stuck forever.
+    pub command_timeout: Duration,
+    /// First delay before reconnecting after a failed attempt (default 100 ms). The first retry
+    /// after a lost connection is immediate: a restarted Redis is usually back at once.
+    pub reconnect_min: Duration,
+    /// Longest delay between reconnect attempts (default 2 s): doubling stops here, so recovery
+    /// is noticed within two seconds of Redis coming back, while a long outage costs one
+    /// connection attempt every two seconds per host.
+    pub reconnect_max: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(2),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Splits a comma-separated list of Redis URLs (`"redis://a:6379,redis://b:6379"`).
+pub fn parse_host_list(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The index of the host responsible for `name` in a ring of `ring_size` hosts: the Python
+/// layers' `consistent_hash` (`crc32(name) & 0xFFF`, scaled to the ring), so Rust and Python
+/// processes agree on where each key lives.
+pub fn consistent_hash(name: &str, ring_size: usize) -> usize {
+    if ring_size <= 1 {
+        return 0;
+    }
+    let bucket = crc32fast::hash(name.as_bytes()) & 0xFFF;
+    // Python: int(bucket / (4096 / ring_size)). Integer arithmetic gives the same floor.
+    let index = (u64::from(bucket) * ring_size as u64 / 4096) as usize;
+    index.min(ring_size - 1)
+}
+
+/// One Redis server of a layer's ring.
+pub(crate) struct RedisHost {
+    pub(crate) client: redis::Client,
+    /// The URL without credentials, for logs and errors.
+    pub(crate) name: String,
+    /// Shared multiplexed connection for ordinary commands; reconnects by itself.
+    pub(crate) commands: ConnectionManager,
+    layer: &'static str,
+}
+
+impl std::fmt::Debug for RedisHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisHost")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisHost {
+    /// Prepares a host without connecting (connections are made lazily, in the background).
+    /// Must run inside a Tokio runtime.
+    pub(crate) fn new(
+        url: &str,
+        layer: &'static str,
+        settings: &ConnectionSettings,
+    ) -> Result<Self, LayerError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| LayerError::Config(format!("invalid Redis URL {:?}: {e}", redact(url))))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(settings.reconnect_min)
+            .set_max_delay(settings.reconnect_max);
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| LayerError::Config(format!("cannot prepare Redis connection: {e}")))?;
+        Ok(Self {
+            client,
+            name: redact(url),
+            commands,
+            layer,
+        })
+    }
+
+    /// Turns a Redis error into the layer's error, naming this host.
+    pub(crate) fn unavailable(&self, error: impl std::fmt::Display) -> LayerError {
+        LayerError::Unavailable {
+            layer: self.layer,
+            host: self.name.clone(),
+            reason: error.to_string(),
+        }
+    }
+
+    /// A dedicated connection (for blocking commands), with the given reply timeout.
+    pub(crate) async fn dedicated(
+        &self,
+        settings: &ConnectionSettings,
+        response_timeout: Option<Duration>,
+    ) -> Result<redis::aio::MultiplexedConnection, LayerError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(response_timeout);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+}
+
+/// Drops the password from a URL (`redis://user:secret@host` -> `redis://user:***@host`).
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Exponential reconnect delays between `reconnect_min` and `reconnect_max`, with jitter so a
+/// fleet of processes does not reconnect in lockstep after a Redis restart.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(settings: &ConnectionSettings) -> Self {
+        Self {
+            min: settings.reconnect_min,
+            max: settings.reconnect_max.max(settings.reconnect_min),
+            next: settings.reconnect_min,
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        // Up to +50 % jitter.
+        base + base.mul_f64(rand::random::<f64>() * 0.5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_matches_python() {
+        // Values computed with fast_channels.layers.redis.utils.consistent_hash.
+        assert_eq!(consistent_hash("anything", 1), 0);
+        let n = "specific.0123456789abcdef0123456789abcdef!";
+        let bucket = crc32fast::hash(n.as_bytes()) & 0xFFF;
+        assert_eq!(consistent_hash(n, 2), (f64::from(bucket) / 2048.0) as usize);
+        assert_eq!(
+            consistent_hash(n, 3),
+            (f64::from(bucket) / (4096.0 / 3.0)) as usize
+        );
+    }
+
+    #[test]
+    fn host_lists_and_redaction() {
+        assert_eq!(
+            parse_host_list("redis://a:1, redis://b:2,"),
+            ["redis://a:1", "redis://b:2"]
+        );
+        assert_eq!(redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}

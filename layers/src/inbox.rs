@@ -1,0 +1,146 @@
+//! The receiving end of a channel, and the bounded local queue that feeds it.
+//!
+//! Every layer delivers into the same structure: one bounded `mpsc` queue per channel, whose
+//! sending half the layer keeps in its routing table and whose receiving half is the
+//! [`Inbox`] handed to the consumer. Dropping the inbox tells the layer to forget the channel
+//! (routing entry, local group memberships, Redis subscriptions), so a consumer that goes away
+//! cannot leak anything.
+//!
+//! **Drop policy.** Delivery into a local queue never waits: a Redis reader or a fan-out loop
+//! must not stall every other receiver because one consumer is slow. When a queue is full the
+//! *newest* message is dropped, counted as [`DropReason::SlowConsumer`] and logged
+//! (rate-limited). Newest-first keeps the queue a plain `mpsc` (dropping the oldest needs a lock
+//! around a deque on the hot path) and keeps what the consumer receives a gap-free prefix of what
+//! was sent, which is easier to reason about than holes in the middle.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::stats::{Counters, DropReason};
+use crate::{LayerError, Message};
+
+/// A message waiting in a local queue, with its deadline (messages older than the layer's
+/// `expiry` are dropped at receive time rather than handed to a consumer as if fresh).
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    pub(crate) message: Message,
+    pub(crate) expires_at: Option<Instant>,
+}
+
+/// What a layer does when an inbox goes away.
+pub(crate) trait ChannelOwner: Send + Sync {
+    /// Forgets the channel. Called from `Drop`, so it must not block; asynchronous clean-up
+    /// (Redis `UNSUBSCRIBE`, `ZREM`) is spawned on the layer's task tracker.
+    fn release(self: Arc<Self>, channel: &str);
+}
+
+/// The receiving end of one channel; created by
+/// [`ChannelLayer::new_channel`](crate::ChannelLayer::new_channel). Dropping it removes the
+/// channel from the layer (and any group memberships it holds), so nothing leaks.
+pub struct Inbox {
+    name: Arc<str>,
+    rx: mpsc::Receiver<Envelope>,
+    counters: Arc<Counters>,
+    layer: &'static str,
+    owner: Weak<dyn ChannelOwner>,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("name", &self.name)
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inbox {
+    pub(crate) fn new(
+        name: Arc<str>,
+        rx: mpsc::Receiver<Envelope>,
+        counters: Arc<Counters>,
+        layer: &'static str,
+        owner: Weak<dyn ChannelOwner>,
+    ) -> Self {
+        Self {
+            name,
+            rx,
+            counters,
+            layer,
+            owner,
+        }
+    }
+
+    /// The channel name: give it to `send`, `group_add` and `group_discard`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for the next message. Expired messages are skipped (and counted). Returns
+    /// [`LayerError::Closed`] once the layer is closed or flushed; that is the consumer's signal
+    /// to stop. Cancel-safe: a message is only taken from the queue when it is returned.
+    pub async fn receive(&mut self) -> Result<Message, LayerError> {
+        loop {
+            let Some(envelope) = self.rx.recv().await else {
+                return Err(LayerError::Closed);
+            };
+            if envelope
+                .expires_at
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                self.counters
+                    .dropped(self.layer, DropReason::Expired, &self.name, 1);
+                continue;
+            }
+            self.counters
+                .delivered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(envelope.message);
+        }
+    }
+
+    /// Takes a message if one is ready, without waiting.
+    pub fn try_receive(&mut self) -> Option<Message> {
+        while let Ok(envelope) = self.rx.try_recv() {
+            if envelope
+                .expires_at
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                self.counters
+                    .dropped(self.layer, DropReason::Expired, &self.name, 1);
+                continue;
+            }
+            self.counters
+                .delivered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Some(envelope.message);
+        }
+        None
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.upgrade() {
+            owner.release(&self.name);
+        }
+    }
+}
+
+/// Result of pushing into a local queue without waiting.
+pub(crate) enum Push {
+    Queued,
+    Full,
+    Gone,
+}
+
+/// Pushes without waiting (see the module's drop policy). The caller counts `Full`/`Gone`.
+pub(crate) fn push(tx: &mpsc::Sender<Envelope>, envelope: Envelope) -> Push {
+    match tx.try_send(envelope) {
+        Ok(()) => Push::Queued,
+        Err(mpsc::error::TrySendError::Full(_)) => Push::Full,
+        Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
+    }
+}

@@ -1,0 +1,670 @@
+//! The Redis pub/sub layer: lowest latency, fire-and-forget, wire-compatible with Python
+//! `fast-channels`' `RedisPubSubChannelLayer`.
+//!
+//! **Formats.** A channel is the Redis pub/sub channel `"{prefix}specific.{32 hex}"`; a group is
+//! the Redis channel `"{prefix}__group__{group}"`; `send` and `group_send` are one `PUBLISH` of
+//! the msgpack map. Which host of the ring carries a name is `consistent_hash(name)`, as in
+//! Python, so a Python process publishing to a group reaches our members and vice versa.
+//!
+//! **Membership is local.** Each process keeps its own table of which of *its* channels are in
+//! which group. It subscribes to a group's Redis channel while it has at least one local member
+//! and unsubscribes when the last one leaves; one received message is then fanned out to every
+//! local member, through each member's bounded queue (see [`crate::inbox`] for the drop policy).
+//!
+//! **One subscriber connection per host**, owned by one background task, not one per WebSocket:
+//! ten thousand connections cost ten thousand `SUBSCRIBE`d names on one socket, not ten thousand
+//! sockets.
+//!
+//! **Outages.** Pub/sub has no memory: what is published while we are disconnected is gone. The
+//! Python layer loses those messages without telling anyone. Here the subscriber task notices
+//! the closed socket at once, marks the layer Down (health, log, `outages` counter), reconnects
+//! with backoff, resubscribes every wanted group and channel, and only then marks it Up again.
+//!
+//! **Subscription consistency.** `group_add`, `group_discard`, inbox drops and the reconnecting
+//! subscriber all change subscriptions concurrently. Rather than sending the `SUBSCRIBE` or
+//! `UNSUBSCRIBE` each caller intended (which could arrive in the wrong order), every change goes
+//! through [`Shared::reconcile`]: under a per-host async lock it compares what the local table
+//! *wants now* with what is subscribed and sends the difference. Whatever the interleaving, the
+//! last reconcile leaves Redis matching the table.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use redis::aio::PubSubSink;
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::health::HealthBoard;
+use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
+use crate::inbox::{push, ChannelOwner, Envelope, Push};
+use crate::message::lock;
+use crate::names::{random_hex32, validate_channel_name, validate_group_name};
+use crate::stats::{Counters, DropReason};
+use crate::{ChannelLayer, Inbox, LayerError, LayerHealth, LayerStats, Message};
+
+const KIND: &str = "redis_pubsub";
+
+/// Settings of the Redis pub/sub layer.
+#[derive(Clone, Debug)]
+pub struct PubSubSettings {
+    /// Redis URLs of the ring (one or more). Every process sharing groups must list the same
+    /// hosts in the same order.
+    pub hosts: Vec<String>,
+    /// Prepended to every Redis channel name (default `"asgi"`, as in Python), so several
+    /// layers can share one Redis without hearing each other.
+    pub prefix: String,
+    /// Messages one local channel may hold before new ones are dropped (default 1024). A chat
+    /// consumer a thousand messages behind is not coming back; beyond that the memory goes to a
+    /// dead client. The queue allocates as it fills, so an idle channel costs nothing.
+    pub local_queue_bound: usize,
+    /// Connection, timeout and reconnect settings.
+    pub connection: ConnectionSettings,
+}
+
+impl PubSubSettings {
+    /// Settings for the given hosts, with defaults otherwise.
+    pub fn new(hosts: Vec<String>) -> Self {
+        Self {
+            hosts,
+            prefix: "asgi".to_owned(),
+            local_queue_bound: 1024,
+            connection: ConnectionSettings::default(),
+        }
+    }
+
+    /// Sets the prefix.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+/// The Redis pub/sub channel layer.
+#[derive(Debug)]
+pub struct RedisPubSubLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    settings: PubSubSettings,
+    hosts: Vec<SubscriberHost>,
+    local: Mutex<Local>,
+    counters: Arc<Counters>,
+    health: HealthBoard,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    closed: AtomicBool,
+}
+
+#[derive(Debug)]
+struct SubscriberHost {
+    redis: RedisHost,
+    /// The live subscriber connection's command half; `None` while (re)connecting.
+    sink: watch::Sender<Option<PubSubSink>>,
+    /// What is subscribed on the live connection. The async mutex doubles as the per-host
+    /// subscription lock: whoever holds it is the only one talking SUBSCRIBE/UNSUBSCRIBE.
+    subscribed: tokio::sync::Mutex<HashSet<String>>,
+}
+
+/// The process-local routing table.
+#[derive(Debug, Default)]
+struct Local {
+    /// Local channel -> its queue.
+    channels: HashMap<String, mpsc::Sender<Envelope>>,
+    /// Redis group channel (`{prefix}__group__{group}`) -> local members.
+    groups: HashMap<String, HashSet<String>>,
+    /// Local channel -> Redis group channels it joined (to leave them on drop).
+    memberships: HashMap<String, HashSet<String>>,
+}
+
+impl Local {
+    fn wants(&self, name: &str) -> bool {
+        self.channels.contains_key(name) || self.groups.contains_key(name)
+    }
+}
+
+impl RedisPubSubLayer {
+    /// Builds the layer and starts one subscriber task per host. Connections are made in the
+    /// background (the first `new_channel` waits up to `connect_timeout` for them). Must be
+    /// called inside a Tokio runtime.
+    pub fn new(settings: PubSubSettings) -> Result<Self, LayerError> {
+        if settings.hosts.is_empty() {
+            return Err(LayerError::Config(
+                "the pub/sub layer needs at least one Redis host".into(),
+            ));
+        }
+        tokio::runtime::Handle::try_current().map_err(|_| {
+            LayerError::Config("channel layers must be created inside a Tokio runtime".into())
+        })?;
+        let hosts = settings
+            .hosts
+            .iter()
+            .map(|url| {
+                Ok(SubscriberHost {
+                    redis: RedisHost::new(url, KIND, &settings.connection)?,
+                    sink: watch::Sender::new(None),
+                    subscribed: tokio::sync::Mutex::new(HashSet::new()),
+                })
+            })
+            .collect::<Result<Vec<_>, LayerError>>()?;
+        let shared = Arc::new(Shared {
+            health: HealthBoard::new(KIND, hosts.len()),
+            hosts,
+            settings,
+            local: Mutex::new(Local::default()),
+            counters: Arc::new(Counters::default()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            closed: AtomicBool::new(false),
+        });
+        for index in 0..shared.hosts.len() {
+            shared.tasks.spawn(run_subscriber(shared.clone(), index));
+        }
+        Ok(Self { shared })
+    }
+
+    /// The layer's settings.
+    pub fn settings(&self) -> &PubSubSettings {
+        &self.shared.settings
+    }
+
+    fn group_channel(&self, group: &str) -> String {
+        format!("{}__group__{group}", self.shared.settings.prefix)
+    }
+
+    fn check_open(&self) -> Result<(), LayerError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            Err(LayerError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn publish(&self, name: &str, message: &Message) -> Result<(), LayerError> {
+        let payload = message.to_msgpack()?;
+        let host = &self.shared.hosts[self.shared.host_of(name)].redis;
+        let mut conn = host.commands.clone();
+        let published: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(name)
+            .arg(payload.as_ref())
+            .query_async(&mut conn)
+            .await;
+        published.map(drop).map_err(|e| host.unavailable(e))
+    }
+}
+
+impl Shared {
+    fn host_of(&self, name: &str) -> usize {
+        consistent_hash(name, self.hosts.len())
+    }
+
+    /// Makes the subscriptions of `names` (all on host `index`) match the local table. Waits up
+    /// to `connect_timeout` for a connection if something must be subscribed while the host is
+    /// (re)connecting; unsubscribing from a dead connection is a no-op (the reconnect only
+    /// resubscribes what is still wanted).
+    async fn reconcile(&self, index: usize, names: &[String]) -> Result<(), LayerError> {
+        let host = &self.hosts[index];
+        let settings = &self.settings.connection;
+        let wants_any = {
+            let local = lock(&self.local);
+            names.iter().any(|n| local.wants(n))
+        };
+        if wants_any && host.sink.borrow().is_none() {
+            let mut rx = host.sink.subscribe();
+            let ready = tokio::select! {
+                r = timeout(settings.connect_timeout, rx.wait_for(Option::is_some)) => matches!(r, Ok(Ok(_))),
+                () = self.shutdown.cancelled() => false,
+            };
+            if !ready {
+                return Err(host.redis.unavailable("not connected"));
+            }
+        }
+        let mut subscribed = host.subscribed.lock().await;
+        // Read the sink and the wishes only now, under the subscription lock: the subscriber
+        // task cannot swap connections underneath us, and the wishes are the latest.
+        let sink = host.sink.borrow().clone();
+        let (subscribe, unsubscribe): (Vec<String>, Vec<String>) = {
+            let local = lock(&self.local);
+            let subscribe = names
+                .iter()
+                .filter(|n| local.wants(n) && !subscribed.contains(*n))
+                .cloned()
+                .collect();
+            let unsubscribe = names
+                .iter()
+                .filter(|n| !local.wants(n) && subscribed.contains(*n))
+                .cloned()
+                .collect();
+            (subscribe, unsubscribe)
+        };
+        let Some(mut sink) = sink else {
+            return if subscribe.is_empty() {
+                Ok(())
+            } else {
+                Err(host.redis.unavailable("not connected"))
+            };
+        };
+        if !subscribe.is_empty() {
+            match timeout(settings.command_timeout, sink.subscribe(&subscribe)).await {
+                Ok(Ok(())) => subscribed.extend(subscribe),
+                Ok(Err(e)) => return Err(host.redis.unavailable(e)),
+                Err(_) => return Err(host.redis.unavailable("SUBSCRIBE timed out")),
+            }
+        }
+        if !unsubscribe.is_empty() {
+            match timeout(settings.command_timeout, sink.unsubscribe(&unsubscribe)).await {
+                Ok(Ok(())) => {
+                    for name in &unsubscribe {
+                        subscribed.remove(name);
+                    }
+                }
+                // The connection is going away; the reconnect will not resubscribe these.
+                Ok(Err(e)) => tracing::debug!(error = %e, "UNSUBSCRIBE failed"),
+                Err(_) => tracing::debug!("UNSUBSCRIBE timed out"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconciles names spread over any hosts.
+    async fn reconcile_all(&self, names: Vec<String>) -> Result<(), LayerError> {
+        let mut by_host: HashMap<usize, Vec<String>> = HashMap::new();
+        for name in names {
+            by_host.entry(self.host_of(&name)).or_default().push(name);
+        }
+        let mut result = Ok(());
+        for (index, names) in by_host {
+            if let Err(e) = self.reconcile(index, &names).await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Every name host `index` should be subscribed to.
+    fn wanted_on(&self, index: usize) -> Vec<String> {
+        let local = lock(&self.local);
+        local
+            .channels
+            .keys()
+            .chain(local.groups.keys())
+            .filter(|name| self.host_of(name) == index)
+            .cloned()
+            .collect()
+    }
+
+    /// Routes one message from Redis to local queues. Decoded once, whatever the fan-out.
+    async fn dispatch(&self, msg: &redis::Msg) {
+        let name = msg.get_channel_name();
+        let message = match Message::from_msgpack(msg.get_payload_bytes()) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(layer = KIND, channel = name, error = %e, "undecodable message from Redis");
+                self.counters
+                    .dropped(KIND, DropReason::Undecodable, name, 1);
+                return;
+            }
+        };
+        // Snapshot the targets, then deliver without the lock (no lock across an await).
+        let targets: Vec<(String, mpsc::Sender<Envelope>)> = {
+            let local = lock(&self.local);
+            if let Some(tx) = local.channels.get(name) {
+                vec![(name.to_owned(), tx.clone())]
+            } else if let Some(members) = local.groups.get(name) {
+                members
+                    .iter()
+                    .filter_map(|m| local.channels.get(m).map(|tx| (m.clone(), tx.clone())))
+                    .collect()
+            } else {
+                // Published just before we unsubscribed: nobody here wants it any more.
+                Vec::new()
+            }
+        };
+        for (channel, tx) in targets {
+            let envelope = Envelope {
+                message: message.clone(),
+                expires_at: None,
+            };
+            match push(&tx, envelope) {
+                Push::Queued => {}
+                Push::Full => self
+                    .counters
+                    .dropped(KIND, DropReason::SlowConsumer, &channel, 1),
+                Push::Gone => self
+                    .counters
+                    .dropped(KIND, DropReason::NoSuchChannel, &channel, 1),
+            }
+            tokio::task::consume_budget().await;
+        }
+    }
+
+    /// Forgets a channel and returns the names whose subscription may have to go.
+    fn forget(&self, channel: &str) -> Vec<String> {
+        let mut local = lock(&self.local);
+        let mut names = Vec::new();
+        if local.channels.remove(channel).is_some() {
+            names.push(channel.to_owned());
+        }
+        if let Some(groups) = local.memberships.remove(channel) {
+            for group in groups {
+                if let Some(members) = local.groups.get_mut(&group) {
+                    members.remove(channel);
+                    if members.is_empty() {
+                        local.groups.remove(&group);
+                    }
+                }
+                names.push(group);
+            }
+        }
+        names
+    }
+}
+
+impl ChannelOwner for Shared {
+    fn release(self: Arc<Self>, channel: &str) {
+        let names = self.forget(channel);
+        if names.is_empty() || self.shutdown.is_cancelled() {
+            return;
+        }
+        // `Drop` cannot await: unsubscribe in a tracked task, so `close` waits for it.
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = this.reconcile_all(names).await {
+                tracing::debug!(error = %e, "unsubscribe after inbox drop failed; the reconnect will not resubscribe it");
+            }
+        });
+    }
+}
+
+async fn run_subscriber(shared: Arc<Shared>, index: usize) {
+    let host = &shared.hosts[index];
+    let settings = shared.settings.connection.clone();
+    let mut backoff = Backoff::new(&settings);
+    loop {
+        let attempt = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            r = timeout(settings.connect_timeout, host.redis.client.get_async_pubsub()) => r,
+        };
+        let pubsub = match attempt {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(e)) => {
+                shared
+                    .health
+                    .set_down(index, &host.redis.name, &e.to_string(), &shared.counters);
+                if sleep_or_shutdown(&shared, backoff.next_delay()).await {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => {
+                shared.health.set_down(
+                    index,
+                    &host.redis.name,
+                    "connect timed out",
+                    &shared.counters,
+                );
+                if sleep_or_shutdown(&shared, backoff.next_delay()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        // Resubscribe everything wanted, holding the subscription lock so that no
+        // group_add/discard interleaves, then publish the new sink.
+        let resubscribed = {
+            let mut subscribed = host.subscribed.lock().await;
+            subscribed.clear();
+            let wanted = shared.wanted_on(index);
+            let mut ok = true;
+            for chunk in wanted.chunks(1024) {
+                match timeout(settings.command_timeout, sink.subscribe(chunk)).await {
+                    Ok(Ok(())) => subscribed.extend(chunk.iter().cloned()),
+                    Ok(Err(e)) => {
+                        shared.health.set_down(
+                            index,
+                            &host.redis.name,
+                            &e.to_string(),
+                            &shared.counters,
+                        );
+                        ok = false;
+                        break;
+                    }
+                    Err(_) => {
+                        shared.health.set_down(
+                            index,
+                            &host.redis.name,
+                            "SUBSCRIBE timed out",
+                            &shared.counters,
+                        );
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                host.sink.send_replace(Some(sink.clone()));
+                tracing::debug!(
+                    layer = KIND,
+                    host = host.redis.name,
+                    subscriptions = subscribed.len(),
+                    "subscriber connected"
+                );
+            }
+            ok
+        };
+        if !resubscribed {
+            if sleep_or_shutdown(&shared, backoff.next_delay()).await {
+                return;
+            }
+            continue;
+        }
+        shared
+            .health
+            .set_up(index, &host.redis.name, &shared.counters);
+        backoff.reset();
+        loop {
+            tokio::select! {
+                biased;
+                () = shared.shutdown.cancelled() => {
+                    host.sink.send_replace(None);
+                    return;
+                }
+                msg = stream.next() => match msg {
+                    Some(msg) => shared.dispatch(&msg).await,
+                    None => break,
+                },
+            }
+        }
+        // The socket closed: everything published from now until the resubscribe is lost, so
+        // say so loudly, then retry at once (a restarted Redis is usually already back).
+        host.sink.send_replace(None);
+        shared
+            .health
+            .set_down(index, &host.redis.name, "connection lost", &shared.counters);
+    }
+}
+
+/// Sleeps, or returns `true` at once if the layer is shutting down.
+async fn sleep_or_shutdown(shared: &Shared, delay: std::time::Duration) -> bool {
+    tokio::select! {
+        () = shared.shutdown.cancelled() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
+
+#[async_trait::async_trait]
+impl ChannelLayer for RedisPubSubLayer {
+    async fn new_channel(&self) -> Result<Inbox, LayerError> {
+        self.check_open()?;
+        let name = format!("{}specific.{}", self.shared.settings.prefix, random_hex32());
+        let (tx, rx) = mpsc::channel(self.shared.settings.local_queue_bound.max(1));
+        lock(&self.shared.local).channels.insert(name.clone(), tx);
+        let index = self.shared.host_of(&name);
+        if let Err(e) = self
+            .shared
+            .reconcile(index, std::slice::from_ref(&name))
+            .await
+        {
+            lock(&self.shared.local).channels.remove(&name);
+            return Err(e);
+        }
+        let owner: std::sync::Weak<Shared> = Arc::downgrade(&self.shared);
+        Ok(Inbox::new(
+            Arc::from(name),
+            rx,
+            self.shared.counters.clone(),
+            KIND,
+            owner,
+        ))
+    }
+
+    async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError> {
+        self.check_open()?;
+        validate_channel_name(channel)?;
+        self.publish(channel, &message).await?;
+        self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+        self.check_open()?;
+        validate_group_name(group)?;
+        validate_channel_name(channel)?;
+        let group_channel = self.group_channel(group);
+        {
+            let mut local = lock(&self.shared.local);
+            if !local.channels.contains_key(channel) {
+                return Err(LayerError::NotLocal {
+                    channel: channel.to_owned(),
+                });
+            }
+            local
+                .groups
+                .entry(group_channel.clone())
+                .or_default()
+                .insert(channel.to_owned());
+            local
+                .memberships
+                .entry(channel.to_owned())
+                .or_default()
+                .insert(group_channel.clone());
+        }
+        let index = self.shared.host_of(&group_channel);
+        if let Err(e) = self
+            .shared
+            .reconcile(index, std::slice::from_ref(&group_channel))
+            .await
+        {
+            // Roll back: the caller is told it is not in the group, so it must not be.
+            leave(&self.shared, &group_channel, channel);
+            // Best effort: if we were the only member, nothing should stay subscribed.
+            let _ = self
+                .shared
+                .reconcile(index, std::slice::from_ref(&group_channel))
+                .await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+        self.check_open()?;
+        validate_group_name(group)?;
+        validate_channel_name(channel)?;
+        let group_channel = self.group_channel(group);
+        if leave(&self.shared, &group_channel, channel) {
+            let index = self.shared.host_of(&group_channel);
+            // An unsubscribe only fails with the connection, and a reconnect does not
+            // resubscribe an unwanted group, so a failure here needs no rollback.
+            if let Err(e) = self
+                .shared
+                .reconcile(index, std::slice::from_ref(&group_channel))
+                .await
+            {
+                tracing::debug!(error = %e, "unsubscribe after group_discard failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError> {
+        self.check_open()?;
+        validate_group_name(group)?;
+        self.publish(&self.group_channel(group), &message).await?;
+        self.shared
+            .counters
+            .group_sent
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), LayerError> {
+        let names: Vec<String> = {
+            let mut local = lock(&self.shared.local);
+            let names = local
+                .channels
+                .keys()
+                .chain(local.groups.keys())
+                .cloned()
+                .collect();
+            *local = Local::default();
+            names
+        };
+        self.shared.reconcile_all(names).await
+    }
+
+    async fn close(&self) -> Result<(), LayerError> {
+        self.shared.closed.store(true, Ordering::Release);
+        *lock(&self.shared.local) = Local::default();
+        // Stop the subscribers; dropping their connections ends every subscription on Redis.
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+        Ok(())
+    }
+
+    fn health(&self) -> watch::Receiver<LayerHealth> {
+        self.shared.health.subscribe()
+    }
+
+    fn stats(&self) -> LayerStats {
+        self.shared.counters.snapshot()
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+}
+
+impl Drop for RedisPubSubLayer {
+    fn drop(&mut self) {
+        // Background tasks hold the shared state; without this they would outlive the layer.
+        self.shared.shutdown.cancel();
+    }
+}
+
+/// Removes one local membership; `true` if it existed.
+fn leave(shared: &Shared, group_channel: &str, channel: &str) -> bool {
+    let mut local = lock(&shared.local);
+    let Some(members) = local.groups.get_mut(group_channel) else {
+        return false;
+    };
+    let removed = members.remove(channel);
+    if members.is_empty() {
+        local.groups.remove(group_channel);
+    }
+    if let Some(groups) = local.memberships.get_mut(channel) {
+        groups.remove(group_channel);
+        if groups.is_empty() {
+            local.memberships.remove(channel);
+        }
+    }
+    removed
+}

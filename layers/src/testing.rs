@@ -1,0 +1,186 @@
+//! Test support: real `redis-server` processes owned by a test (feature `test-support`).
+//!
+//! Tests never share a Redis and never touch port 6379: each [`RedisServer`] runs on a free
+//! port, without persistence, in its own temporary directory, and is killed when dropped. It
+//! can be killed and restarted on the same port to simulate an outage.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use room_chat_layers::testing::RedisServer;
+//! let mut redis = RedisServer::start().await?;
+//! let url = redis.url(); // "redis://127.0.0.1:PORT/"
+//! redis.kill().await;     // like a crash: SIGKILL
+//! redis.restart().await?; // same port, empty data
+//! # Ok(()) }
+//! ```
+
+use std::io;
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// How long to wait for a fresh `redis-server` to answer `PING`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `redis-server` process on a free local port, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (from `PATH`, or `$REDIS_SERVER`) on a free port and waits until
+    /// it answers `PING`. Retries on another port if the chosen one was taken meanwhile.
+    pub async fn start() -> io::Result<Self> {
+        let mut last_error = None;
+        for _ in 0..5 {
+            let mut server = Self {
+                port: free_port()?,
+                child: None,
+                dir: tempfile::tempdir()?,
+            };
+            match server.spawn().await {
+                Ok(()) => return Ok(server),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the server abruptly (SIGKILL, like a crash) and waits for the process to exit.
+    /// Clients see their connections drop.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts the server again on the same port (empty: there is no persistence). Waits for
+    /// `PING`. Kills the current process first if it is still running.
+    pub async fn restart(&mut self) -> io::Result<()> {
+        self.kill().await;
+        // The port may linger briefly after a kill; retry for a few seconds.
+        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            match self.spawn().await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "redis-server restart failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends one command (inline protocol) and returns the raw reply, for assertions such as
+    /// `KEYS *` or `PUBSUB CHANNELS` without a client library. Reads until the reply stops
+    /// growing for a moment; meant for small replies.
+    pub async fn raw_command(&self, command: &str) -> io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await?;
+        stream
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) if !reply.is_empty() => break,
+                Ok(Ok(0)) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no reply")),
+                Ok(Ok(n)) => reply.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    }
+
+    async fn spawn(&mut self) -> io::Result<()> {
+        let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let mut child = Command::new(program)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "redis-server exited early: {status}"
+                )));
+            }
+            if ping(self.port).await {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = child.start_kill();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "redis-server did not answer PING",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill_now(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
+
+async fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if stream.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await,
+        Ok(Ok(_)) if &buf == b"+PONG\r\n"
+    )
+}
+
+/// A port that was free a moment ago (bind to port 0, read it, release it).
+fn free_port() -> io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
