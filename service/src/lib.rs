@@ -1,1 +1,17 @@
-//! The room chat service.
+//! The room chat service: the consumer runtime, the room chat app on the generated protocol, and
+//! the axum server around them.
+//!
+//! Layering, top to bottom: [`server`] (HTTP, handshake checks, shutdown) → [`room_chat`] (the
+//! app, one small file) → [`consumer`] (the runtime: per-connection task, dispatch, broadcasts,
+//! backpressure; knows no rooms) → `room_chat_layers` (channel layers) and
+//! `room_chat_protocol` (generated from `asyncapi.yaml`).
+
+pub mod config;
+pub mod consumer;
+pub mod metrics;
+pub mod room_chat;
+pub mod server;
+pub mod shutdown;
+
+pub use config::Config;
+pub use server::{AppState, RunningServer};

@@ -1,0 +1,134 @@
+//! Service configuration: every limit of the service, with its default and why.
+//!
+//! Each field is a command-line flag and an environment variable (flags win), so the same binary
+//! runs under `make run`, in a container, or in a test that builds a [`Config`] directly. Limits
+//! live here, at the edge, rather than as constants deep in the code: an operator can see and
+//! change every one of them, and tests can shrink them to provoke the limit quickly.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// How the service runs.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "room-chat",
+    version,
+    about = "Real-time chat rooms over WebSocket, generated from asyncapi.yaml"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free one; the log says which).
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Redis for the `chat`, `notifications`, `queue` and `analytics` layers; without it every
+    /// layer runs in memory (a single process). Several URLs, comma-separated, spread the queue
+    /// layers over several Redis hosts.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Send `complete` after each handled frame and `group_complete` after each delivered
+    /// broadcast (what chanx's own tests wait for). Off by default: it doubles the frames.
+    #[arg(long, env = "SEND_COMPLETION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub send_completion: bool,
+
+    /// Largest WebSocket message accepted, in bytes. A larger one closes the connection with
+    /// code 1009 (message too big). 64 KiB is far above any chat message and bounds the memory
+    /// one client can make the server buffer.
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// WebSocket read buffer per connection, in bytes. The library default (128 KiB) makes an
+    /// idle connection cost ~130 KiB; 4 KiB keeps it at a few KiB, at the cost of more read
+    /// calls for large frames, which chat does not have.
+    #[arg(long, env = "READ_BUFFER_BYTES", default_value_t = 4 * 1024)]
+    pub read_buffer_bytes: usize,
+
+    /// Frames queued for one client before it counts as too slow and is closed with code 1008
+    /// (policy violation, reason "slow consumer"). 1,024 frames absorbs bursts of a busy room
+    /// while bounding what a client that stopped reading can pin in memory.
+    #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+
+    /// Most WebSocket connections served at once; more are refused with HTTP 503 before the
+    /// upgrade. Sized for ~20k idle clients in one process on a small machine.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// Longest accepted room name, in characters (Unicode scalar values). The Python layers cap
+    /// group names at 100; `room_` plus 100 characters still maps to a safe name.
+    #[arg(long, env = "MAX_ROOM_NAME_CHARS", default_value_t = 100)]
+    pub max_room_name_chars: usize,
+
+    /// Interval of WebSocket pings the server sends, in seconds, so dead peers are noticed.
+    #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 20)]
+    pub ping_interval_secs: u64,
+
+    /// A connection silent for this long (no frame, no pong) is closed with code 1001, in
+    /// seconds. Three ping intervals tolerate two lost pongs.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Longest a single write to a client may take, in seconds, before the client is treated as
+    /// dead; stops a peer that never reads from pinning a task forever.
+    #[arg(long, env = "WRITE_TIMEOUT_SECS", default_value_t = 10)]
+    pub write_timeout_secs: u64,
+
+    /// Origins allowed to open WebSockets (comma-separated, e.g. `https://chat.example.com`).
+    /// Empty allows any origin, which suits local development and non-browser clients.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// On SIGTERM/Ctrl-C, how long connections keep delivering (leave notices included) before
+    /// they get their close frame, in milliseconds.
+    #[arg(long, env = "SHUTDOWN_DRAIN_MS", default_value_t = 300)]
+    pub shutdown_drain_ms: u64,
+
+    /// On SIGTERM/Ctrl-C, the most the whole shutdown may take, in seconds; connections still
+    /// open then are dropped.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+
+    /// The channel-layer alias the room chat uses (`chat` by default, as in the tutorial).
+    #[arg(long, env = "CHAT_LAYER", default_value = "chat")]
+    pub chat_layer: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The parser only fails on bad input; with no input every field takes its default.
+        Self::parse_from(["room-chat"])
+    }
+}
+
+impl Config {
+    /// [`Self::ping_interval_secs`] as a duration.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs.max(1))
+    }
+
+    /// [`Self::idle_timeout_secs`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    /// [`Self::write_timeout_secs`] as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs.max(1))
+    }
+
+    /// [`Self::shutdown_drain_ms`] as a duration.
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_millis(self.shutdown_drain_ms)
+    }
+
+    /// [`Self::shutdown_timeout_secs`] as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
