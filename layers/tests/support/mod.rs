@@ -1,0 +1,189 @@
+//! Shared fixtures of the layer tests: one way to build every layer kind, with its own
+//! `redis-server` processes, and small helpers for receiving with a bounded wait.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use room_chat_layers::memory::{MemoryLayer, MemorySettings};
+use room_chat_layers::pubsub::{PubSubSettings, RedisPubSubLayer};
+use room_chat_layers::queue::{QueueSettings, RedisQueueLayer};
+use room_chat_layers::testing::RedisServer;
+use room_chat_layers::{ChannelLayer, Inbox, Message};
+
+/// Which layer a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Memory,
+    PubSub,
+    Queue,
+    /// The queue layer over a ring of two Redis hosts.
+    QueueTwoHosts,
+}
+
+/// Limits a test may tighten; `None` keeps the layer's default.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    /// Memory/queue `capacity`.
+    pub capacity: Option<usize>,
+    /// Pub/sub and queue local queue bound (memory: its capacity).
+    pub local_queue_bound: Option<usize>,
+    pub expiry: Option<Duration>,
+    pub group_expiry: Option<Duration>,
+}
+
+/// A layer kind with the Redis servers it needs; builds any number of layers ("processes")
+/// sharing them.
+pub struct Fixture {
+    pub kind: Kind,
+    pub servers: Vec<RedisServer>,
+    pub limits: Limits,
+    memory: Option<Arc<dyn ChannelLayer>>,
+}
+
+impl Fixture {
+    pub async fn new(kind: Kind, limits: Limits) -> Self {
+        let server_count = match kind {
+            Kind::Memory => 0,
+            Kind::PubSub | Kind::Queue => 1,
+            Kind::QueueTwoHosts => 2,
+        };
+        let mut servers = Vec::new();
+        for _ in 0..server_count {
+            servers.push(RedisServer::start().await.expect("redis-server starts"));
+        }
+        Self {
+            kind,
+            servers,
+            limits,
+            memory: None,
+        }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(RedisServer::url).collect()
+    }
+
+    /// A layer, as one process would have it. For the memory layer every call returns the same
+    /// layer (there is no "other process" without Redis).
+    pub fn layer(&mut self) -> Arc<dyn ChannelLayer> {
+        let limits = self.limits.clone();
+        match self.kind {
+            Kind::Memory => {
+                if let Some(layer) = &self.memory {
+                    return layer.clone();
+                }
+                let mut settings = MemorySettings::default();
+                if let Some(c) = limits.capacity.or(limits.local_queue_bound) {
+                    settings.capacity = c;
+                }
+                if let Some(e) = limits.expiry {
+                    settings.expiry = e;
+                }
+                if let Some(g) = limits.group_expiry {
+                    settings.group_expiry = g;
+                }
+                let layer: Arc<dyn ChannelLayer> = Arc::new(MemoryLayer::new(settings));
+                self.memory = Some(layer.clone());
+                layer
+            }
+            Kind::PubSub => {
+                let mut settings = PubSubSettings::new(self.urls()).with_prefix("test");
+                if let Some(b) = limits.local_queue_bound {
+                    settings.local_queue_bound = b;
+                }
+                Arc::new(RedisPubSubLayer::new(settings).unwrap())
+            }
+            Kind::Queue | Kind::QueueTwoHosts => {
+                let mut settings = QueueSettings::new(self.urls()).with_prefix("test");
+                if let Some(c) = limits.capacity {
+                    settings.capacity = c;
+                }
+                if let Some(b) = limits.local_queue_bound {
+                    settings.local_queue_bound = b;
+                }
+                if let Some(e) = limits.expiry {
+                    settings.expiry = e;
+                }
+                if let Some(g) = limits.group_expiry {
+                    settings.group_expiry = g;
+                }
+                Arc::new(RedisQueueLayer::new(settings).unwrap())
+            }
+        }
+    }
+
+    /// `KEYS *` over every server, sorted.
+    pub async fn redis_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for server in &self.servers {
+            keys.extend(bulk_strings(&server.raw_command("KEYS *").await.unwrap()));
+        }
+        keys.sort();
+        keys
+    }
+
+    /// `PUBSUB CHANNELS` over every server, sorted.
+    pub async fn redis_subscriptions(&self) -> Vec<String> {
+        let mut channels = Vec::new();
+        for server in &self.servers {
+            channels.extend(bulk_strings(
+                &server.raw_command("PUBSUB CHANNELS").await.unwrap(),
+            ));
+        }
+        channels.sort();
+        channels
+    }
+}
+
+/// The bulk strings of a RESP array reply (good enough for key and channel names).
+fn bulk_strings(reply: &str) -> Vec<String> {
+    let mut lines = reply.split("\r\n");
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.starts_with('$') && line != "$-1" {
+            if let Some(value) = lines.next() {
+                out.push(value.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Builds a message from JSON.
+pub fn msg(value: serde_json::Value) -> Message {
+    Message::from_value(value).unwrap()
+}
+
+/// Receives with a generous bound, so a broken layer fails the test instead of hanging it.
+pub async fn recv(inbox: &mut Inbox) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), inbox.receive())
+        .await
+        .unwrap_or_else(|_| panic!("nothing received on {}", inbox.name()))
+        .unwrap()
+}
+
+/// Waits (bounded) until `check` holds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts logging once per test binary (RUST_LOG=debug to see the layers' logs).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
