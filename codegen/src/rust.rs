@@ -68,6 +68,9 @@ fn register_helpers(hb: &mut Handlebars<'_>) {
         .collect::<Vec<_>>()
         .join("\n\n"));
     handlebars_helper!(h_doc: |s: Json| doc_comment(s.as_str().unwrap_or("")));
+    handlebars_helper!(h_doc_or: |s: Json, fallback: str| doc_comment(
+        s.as_str().filter(|s| !s.trim().is_empty()).unwrap_or(fallback)
+    ));
     handlebars_helper!(h_type_of: |ty: Json| type_ref(ty));
     handlebars_helper!(h_field_type: |field: Json| field_type(field));
     handlebars_helper!(h_serde_attr: |field: Json| serde_attr(field));
@@ -80,6 +83,7 @@ fn register_helpers(hb: &mut Handlebars<'_>) {
     hb.register_helper("concat", Box::new(h_concat));
     hb.register_helper("paragraphs", Box::new(h_paragraphs));
     hb.register_helper("doc", Box::new(h_doc));
+    hb.register_helper("doc_or", Box::new(h_doc_or));
     hb.register_helper("type_of", Box::new(h_type_of));
     hb.register_helper("field_type", Box::new(h_field_type));
     hb.register_helper("serde_attr", Box::new(h_serde_attr));
@@ -128,11 +132,19 @@ fn field_doc(
     out: &mut dyn Output,
 ) -> HelperResult {
     let field = h.param(0).map(|p| p.value().clone()).unwrap_or(Value::Null);
-    let text = field["description"]
+    let text = match field["description"]
         .as_str()
         .or_else(|| field["title"].as_str())
-        .unwrap_or("");
-    out.write(&doc_comment(text))?;
+    {
+        Some(text) if !text.trim().is_empty() => text.to_owned(),
+        // Generated items are always documented, so that a crate with `missing_docs` can
+        // include them.
+        _ => format!(
+            "The `{}` property.",
+            field["json_name"].as_str().unwrap_or_default()
+        ),
+    };
+    out.write(&doc_comment(&text))?;
     Ok(())
 }
 
@@ -208,9 +220,20 @@ fn decode_field(field: &Value) -> String {
     let json_name = field["json_name"].as_str().unwrap_or_default();
     let required = field["required"].as_bool() == Some(true);
     let ty = field_type(field);
-    let getter = if required { "required" } else { "optional" };
-    let mut out =
-        format!("let {rust_name} = runtime::{getter}::<{ty}>(object, {json_name:?}, loc, errors);");
+    let inner = parse_type(&field["ty"]);
+    let nullable = field["nullable"].as_bool() == Some(true);
+    // An optional field that is not nullable may be left out but not sent as `null`: `null` is
+    // not one of its values (JSON Schema, and pydantic for a non-`Optional` field with a default).
+    let (getter, decoded) = if required {
+        ("required", ty.clone())
+    } else if nullable || inner == TypeRef::Null || inner == TypeRef::Any {
+        ("optional", ty.clone())
+    } else {
+        ("omittable", rust_type(&inner))
+    };
+    let mut out = format!(
+        "let {rust_name} = runtime::{getter}::<{decoded}>(object, {json_name:?}, loc, errors);"
+    );
     let min = field["min_length"].as_u64();
     let max = field["max_length"].as_u64();
     if parse_type(&field["ty"]) == TypeRef::String && (min.is_some() || max.is_some()) {
