@@ -6,6 +6,8 @@
 //! Where a layer's nature differs (pub/sub has no expiry and cannot refuse a send to a remote
 //! channel), the behaviour states what that layer does instead.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashMap;
@@ -134,7 +136,7 @@ async fn groups_span_processes(kind: Kind) {
         .await
         .unwrap();
     for inbox in [&mut a, &mut b] {
-        let mut got = vec![recv(inbox).await, recv(inbox).await];
+        let mut got = [recv(inbox).await, recv(inbox).await];
         got.sort_by_key(|m| m.get("from").map(ToString::to_string));
         assert_eq!(got[0].get("from"), Some(&json!("one")));
         assert_eq!(got[1].get("from"), Some(&json!("two")));

@@ -1,7 +1,7 @@
 //! Shared fixtures of the layer tests: one way to build every layer kind, with its own
 //! `redis-server` processes, and small helpers for receiving with a bounded wait.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
