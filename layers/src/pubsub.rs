@@ -174,6 +174,12 @@ impl RedisPubSubLayer {
         &self.shared.settings
     }
 
+    /// Background tasks still running (one subscriber per host, plus clean-ups in flight; 0 after
+    /// `close`).
+    pub fn background_tasks(&self) -> usize {
+        self.shared.tasks.len()
+    }
+
     fn group_channel(&self, group: &str) -> String {
         format!("{}__group__{group}", self.shared.settings.prefix)
     }

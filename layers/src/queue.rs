@@ -329,8 +329,13 @@ impl Shared {
     }
 
     /// Re-adds this process's memberships of groups on host `index` (after a reconnect: a Redis
-    /// restarted without persistence has forgotten them).
-    async fn restore_memberships(&self, index: usize) {
+    /// restarted without persistence has forgotten them). Uses the caller's freshly connected
+    /// `conn`: the shared command connection may not have noticed the restart yet.
+    async fn restore_memberships(
+        &self,
+        index: usize,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) {
         let pairs: Vec<(String, String)> = {
             let local = lock(&self.local);
             local
@@ -355,8 +360,7 @@ impl Shared {
                 .arg(self.settings.group_expiry.as_secs().max(1))
                 .ignore();
         }
-        let mut conn = self.hosts[index].commands.clone();
-        match pipe.query_async::<()>(&mut conn).await {
+        match pipe.query_async::<()>(conn).await {
             Ok(()) => tracing::info!(
                 layer = KIND,
                 memberships = pairs.len(),
@@ -557,7 +561,7 @@ async fn run_reader(shared: Arc<Shared>) {
             }
         };
         if connected_before {
-            shared.restore_memberships(index).await;
+            shared.restore_memberships(index, &mut conn).await;
         }
         connected_before = true;
         shared.health.set_up(index, &host.name, &shared.counters);
@@ -634,8 +638,8 @@ async fn run_pinger(shared: Arc<Shared>, index: usize) {
                 .dedicated(&settings, Some(settings.command_timeout))
                 .await
                 .ok();
-            if conn.is_some() && was_down {
-                shared.restore_memberships(index).await;
+            if let (Some(c), true) = (conn.as_mut(), was_down) {
+                shared.restore_memberships(index, c).await;
             }
         }
         let ok = match conn.as_mut() {

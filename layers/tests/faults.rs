@@ -1,0 +1,133 @@
+//! Redis outages: kill `redis-server` mid-stream, restart it on the same port, and check that
+//! each Redis layer reports the outage within a second, refuses (rather than silently loses)
+//! sends while Redis is away, recovers by itself, carries later messages, and leaks no task.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use room_chat_layers::pubsub::{PubSubSettings, RedisPubSubLayer};
+use room_chat_layers::queue::{QueueSettings, RedisQueueLayer};
+use room_chat_layers::testing::RedisServer;
+use room_chat_layers::{ChannelLayer, LayerError};
+use serde_json::json;
+use support::{init_tracing, msg, recv};
+
+/// The scenario, shared by both layers. `tasks` reads the layer's live background task count.
+async fn survive_a_redis_restart(
+    redis: &mut RedisServer,
+    layer: Arc<dyn ChannelLayer>,
+    tasks: impl Fn() -> usize,
+) {
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.group_add("room", inbox.name()).await.unwrap();
+    let mut health = layer.health();
+    health.wait_for(|h| h.is_up()).await.unwrap();
+    layer
+        .group_send("room", msg(json!({"n": "before"})))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("before")));
+    let running = tasks();
+    assert!(running >= 1);
+
+    redis.kill().await;
+    tokio::time::timeout(Duration::from_secs(1), health.wait_for(|h| !h.is_up()))
+        .await
+        .expect("Down reported within a second")
+        .unwrap();
+    // While Redis is away a send fails loudly instead of vanishing.
+    let refused = layer.group_send("room", msg(json!({"n": "during"}))).await;
+    assert!(
+        matches!(refused, Err(LayerError::Unavailable { .. })),
+        "{refused:?}"
+    );
+    // Stay down long enough for a few reconnect attempts to fail.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!layer.health().borrow().is_up());
+
+    redis.restart().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), health.wait_for(|h| h.is_up()))
+        .await
+        .expect("Up again after Redis is back")
+        .unwrap();
+    // The command connection may need one failed call to notice the restart.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = layer.group_send("room", msg(json!({"n": "after"}))).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sends never recovered: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("after")));
+    let stats = layer.stats();
+    assert!(stats.outages >= 1 && stats.reconnects >= 1, "{stats:?}");
+    assert_eq!(
+        tasks(),
+        running,
+        "no task died or leaked through the outage"
+    );
+
+    drop(inbox);
+    layer.close().await.unwrap();
+    assert_eq!(tasks(), 0, "close stops every background task");
+}
+
+#[tokio::test]
+async fn pubsub_survives_a_redis_restart() {
+    init_tracing();
+    let mut redis = RedisServer::start().await.unwrap();
+    let layer = Arc::new(
+        RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()]).with_prefix("chat")).unwrap(),
+    );
+    let probe = layer.clone();
+    survive_a_redis_restart(&mut redis, layer, move || probe.background_tasks()).await;
+}
+
+#[tokio::test]
+async fn queue_survives_a_redis_restart() {
+    init_tracing();
+    let mut redis = RedisServer::start().await.unwrap();
+    let layer = Arc::new(
+        RedisQueueLayer::new(QueueSettings::new(vec![redis.url()]).with_prefix("queue")).unwrap(),
+    );
+    let probe = layer.clone();
+    survive_a_redis_restart(&mut redis, layer, move || probe.background_tasks()).await;
+}
+
+/// A layer whose Redis is not there at start-up reports Down, refuses channels with a clear
+/// error, and comes up by itself once Redis appears.
+#[tokio::test]
+async fn pubsub_starts_without_redis_and_recovers() {
+    init_tracing();
+    let mut redis = RedisServer::start().await.unwrap();
+    redis.kill().await;
+    let layer = RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()])).unwrap();
+    let mut health = layer.health();
+    tokio::time::timeout(Duration::from_secs(2), health.wait_for(|h| !h.is_up()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        layer.new_channel().await,
+        Err(LayerError::Unavailable { .. })
+    ));
+    redis.restart().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), health.wait_for(|h| h.is_up()))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer
+        .send(inbox.name(), msg(json!({"ok": true})))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut inbox).await.get("ok"), Some(&json!(true)));
+    drop(inbox);
+    layer.close().await.unwrap();
+    assert_eq!(layer.background_tasks(), 0);
+}
