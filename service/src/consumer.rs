@@ -354,12 +354,23 @@ async fn read_loop<C: Consumer>(
     tokio::pin!(idle);
     loop {
         tokio::select! {
-            // Shutdown and a dead writer first: nothing else matters once either happened.
+            // Shutdown and a dead writer first: nothing else matters once either happened. Then
+            // deliveries before new client frames: draining what is owed to the client keeps the
+            // layer's per-channel queue short (a flood of frames from this client cannot starve
+            // its own inbox into overflow), and it is the backpressure-friendly order: work that
+            // produces more output waits for output already produced.
             biased;
             () = shutdown.leaving() => return Ending::Shutdown,
             () = writer_gone.cancelled() => return Ending::WriterGone,
             () = conn.overflow.cancelled() => return Ending::WriterGone,
             () = &mut idle => return Ending::Idle,
+            message = inbox.receive() => match message {
+                Ok(message) => deliver::<C>(conn, &message, settings.send_completion),
+                Err(e) => {
+                    tracing::warn!(error = %e, "layer channel closed");
+                    return Ending::LayerClosed;
+                }
+            },
             frame = stream.next() => {
                 idle.as_mut().reset(Instant::now() + settings.idle_timeout);
                 match frame {
@@ -391,13 +402,6 @@ async fn read_loop<C: Consumer>(
                     }
                 }
             }
-            message = inbox.receive() => match message {
-                Ok(message) => deliver::<C>(conn, &message, settings.send_completion),
-                Err(e) => {
-                    tracing::warn!(error = %e, "layer channel closed");
-                    return Ending::LayerClosed;
-                }
-            },
         }
     }
 }

@@ -1,3 +1,366 @@
 //! Test support for the black-box suites in `tests/tests/`: the service started on
-//! `127.0.0.1:0` and WebSocket clients speaking the room chat protocol.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `127.0.0.1:0` over a chosen channel layer, and WebSocket clients speaking the room chat
+//! protocol (real tokio-tungstenite clients over real TCP).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use room_chat::{Config, RunningServer};
+use room_chat_layers::LayerRegistry;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use room_chat_layers::testing::RedisServer;
+
+/// How long a test waits for a frame it expects before failing.
+pub const FRAME_WAIT: Duration = Duration::from_secs(5);
+
+/// Which layer serves the room chat.
+#[derive(Debug, Clone)]
+pub enum Layer {
+    /// In-memory (no Redis).
+    Memory,
+    /// Redis pub/sub (`chat` alias) on the given URL.
+    PubSub(String),
+    /// Redis queue (`queue` alias) on the given URL.
+    Queue(String),
+}
+
+/// A config for tests: a free port on loopback, quick shutdown.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.host = "127.0.0.1".parse().unwrap();
+    config.port = 0;
+    config.redis_url = None;
+    config.shutdown_drain_ms = 300;
+    config.shutdown_timeout_secs = 5;
+    config
+}
+
+/// A running service.
+pub struct TestServer {
+    pub server: RunningServer,
+}
+
+impl TestServer {
+    /// Starts the service with the room chat on `layer`.
+    pub async fn start(layer: Layer) -> Self {
+        Self::start_with(layer, |_| {}).await
+    }
+
+    /// Starts the service with the room chat on `layer`, after `tweak`ing the config.
+    pub async fn start_with(layer: Layer, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        let (url, alias) = match &layer {
+            Layer::Memory => (None, "chat"),
+            Layer::PubSub(url) => (Some(url.clone()), "chat"),
+            Layer::Queue(url) => (Some(url.clone()), "queue"),
+        };
+        config.redis_url = url;
+        config.chat_layer = alias.to_owned();
+        tweak(&mut config);
+        let layers = LayerRegistry::standard(config.redis_url.as_deref()).unwrap();
+        let server = RunningServer::start(config, layers).await.unwrap();
+        Self { server }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// `ws://addr/ws/room/{segment}` (the segment as given: encode it yourself).
+    pub fn room_url(&self, segment: &str) -> String {
+        format!("ws://{}/ws/room/{segment}", self.addr())
+    }
+
+    /// Connects a client to `room` (percent-encoded here) and waits until the server has
+    /// finished its connect hook (group joined, join notice published): frames are handled only
+    /// after it, so the answer to a ping proves it.
+    pub async fn join(&self, room: &str) -> Client {
+        let mut client = Client::connect(&self.room_url(&encode(room))).await;
+        client.sync().await;
+        client
+    }
+
+    /// [`Self::join`] for the first member of a room, then waits until the member's own
+    /// broadcasts have gone all the way through the layer (its join notice included), by sending
+    /// a chat message and reading it back: one sender's broadcasts arrive in order. Later joiners
+    /// therefore cannot see this member's join notice. Returns the client with the marker read.
+    pub async fn join_first(&self, room: &str) -> Client {
+        let mut client = self.join(room).await;
+        client.chat("(settled)").await;
+        let marker = chat("(settled)", room);
+        assert_eq!(client.recv_json().await, marker, "first member's marker");
+        client
+    }
+
+    /// GET a path; returns status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr(), path).await
+    }
+}
+
+/// Percent-encodes a path segment.
+pub fn encode(segment: &str) -> String {
+    room_chat_protocol::runtime::encode_path_segment(segment)
+}
+
+/// A minimal HTTP/1.1 GET over a raw socket (keeps the tests free of an HTTP client crate).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(FRAME_WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("HTTP response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A WebSocket client.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read while waiting for something else (see [`Client::sync`]).
+    pending: std::collections::VecDeque<String>,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// A close frame with this code and reason.
+    Frame(u16, String),
+    /// The stream ended without a close frame.
+    Abrupt,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Self {
+            ws,
+            pending: Default::default(),
+        }
+    }
+
+    /// Pings with a ref and waits for its pong; frames that arrive first are kept for the next
+    /// `recv_*` calls.
+    pub async fn sync(&mut self) {
+        self.send_text(r#"{"action":"ping","ref":"sync"}"#).await;
+        let pong = r#"{"action":"pong","payload":null,"version":1,"ref":"sync"}"#;
+        let mut early = Vec::new();
+        loop {
+            let text = self.read_text().await;
+            if text == pong {
+                break;
+            }
+            early.push(text);
+        }
+        self.pending.extend(early);
+    }
+
+    /// Tries to connect; on an HTTP refusal returns its status and body.
+    pub async fn try_connect(url: &str) -> Result<Self, (u16, String)> {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((ws, _)) => Ok(Self {
+                ws,
+                pending: Default::default(),
+            }),
+            Err(tungstenite::Error::Http(response)) => {
+                let status = response.status().as_u16();
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((status, body))
+            }
+            Err(e) => panic!("unexpected connect error: {e}"),
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.unwrap();
+    }
+
+    /// Sends a chat message.
+    pub async fn chat(&mut self, text: &str) {
+        self.send_json(json!({"action": "room_chat", "payload": {"message": text}}))
+            .await;
+    }
+
+    /// The next text frame, as text (pings and pongs skipped). Panics on close or timeout.
+    pub async fn recv_text(&mut self) -> String {
+        if let Some(text) = self.pending.pop_front() {
+            return text;
+        }
+        self.read_text().await
+    }
+
+    async fn read_text(&mut self) -> String {
+        loop {
+            let next = tokio::time::timeout(FRAME_WAIT, self.ws.next())
+                .await
+                .expect("a frame in time");
+            match next {
+                Some(Ok(Message::Text(text))) => return text.to_string(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next text frame as JSON.
+    pub async fn recv_json(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text().await).unwrap()
+    }
+
+    /// The next frame, if one arrives within `wait` (pings and pongs skipped).
+    pub async fn try_recv_text(&mut self, wait: Duration) -> Option<String> {
+        if let Some(text) = self.pending.pop_front() {
+            return Some(text);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Text(text)))) => return Some(text.to_string()),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected a text frame or silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the connection closes; returns the close frame (frames before it are
+    /// returned too, so a test can check what was delivered first).
+    pub async fn recv_until_closed(&mut self, wait: Duration) -> (Vec<String>, Closed) {
+        let mut frames: Vec<String> = self.pending.drain(..).collect();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("connection not closed within {wait:?}; got {frames:?}"),
+                Ok(Some(Ok(Message::Text(text)))) => frames.push(text.to_string()),
+                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                    return (
+                        frames,
+                        Closed::Frame(u16::from(frame.code), frame.reason.to_string()),
+                    )
+                }
+                Ok(Some(Ok(Message::Close(None)))) => {
+                    return (
+                        frames,
+                        Closed::Frame(u16::from(CloseCode::Status), String::new()),
+                    )
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_)) | None) => return (frames, Closed::Abrupt),
+            }
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        // Read until the server's close frame so the server has seen ours.
+        let _ = tokio::time::timeout(FRAME_WAIT, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+
+    /// The underlying stream, for tests that misbehave on purpose.
+    pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
+    }
+}
+
+/// `{"action":"room_notification","payload":{"message":..,"room_name":..}}`.
+pub fn notification(message: &str, room: &str) -> Value {
+    json!({"action": "room_notification", "payload": {"message": message, "room_name": room}})
+}
+
+/// The join notice others see.
+pub fn joined(room: &str) -> Value {
+    notification(&format!("🚪 Someone joined room '{room}'"), room)
+}
+
+/// The leave notice others see.
+pub fn left(room: &str) -> Value {
+    notification(&format!("👋 Someone left room '{room}'"), room)
+}
+
+/// A chat message as delivered.
+pub fn chat(text: &str, room: &str) -> Value {
+    notification(&format!("💬 {text}"), room)
+}
+
+/// Polls `check` every 50 ms until it holds or `wait` passes; returns whether it held.
+pub async fn eventually<F, Fut>(wait: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
