@@ -1,0 +1,219 @@
+//! Documents the generator refuses, and the exact message each gets: every message names the
+//! JSON pointer of the node to edit and says what was expected. And no input makes it panic.
+
+use asyncapi_codegen::{generate, GenerateError, Target};
+
+const SPEC: &str = include_str!("../../asyncapi.yaml");
+
+/// `asyncapi.yaml` with `from` replaced (once) by `to`; the edit must apply.
+fn edited(from: &str, to: &str) -> String {
+    assert!(
+        SPEC.contains(from),
+        "asyncapi.yaml no longer contains {from:?}"
+    );
+    SPEC.replacen(from, to, 1)
+}
+
+fn error_of(spec: &str) -> String {
+    match generate(spec, Target::Rust) {
+        Ok(_) => panic!("the document was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_document_itself_is_accepted() {
+    assert!(generate(SPEC, Target::Rust).is_ok());
+}
+
+#[test]
+fn dangling_ref() {
+    let spec = edited(
+        "        payload:\n          $ref: '#/components/schemas/RoomMessagePayload'",
+        "        payload:\n          $ref: '#/components/schemas/Missing'",
+    );
+    assert_eq!(error_of(&spec), "#/components/schemas/RoomChatMessage/properties/payload: `$ref` `#/components/schemas/Missing` does not resolve to anything in this document");
+}
+
+#[test]
+fn dangling_message_ref_in_an_operation() {
+    let spec = edited(
+        "      - $ref: '#/channels/room_chat/messages/room_chat'",
+        "      - $ref: '#/channels/room_chat/messages/shout'",
+    );
+    assert_eq!(error_of(&spec), "#/operations/handle_room_chat/messages/0: `$ref` `#/channels/room_chat/messages/shout` does not resolve to anything in this document");
+}
+
+#[test]
+fn message_without_action_const() {
+    let spec = edited("          const: ping\n", "");
+    assert_eq!(error_of(&spec), "#/components/schemas/PingMessage: message has no `action` const; expected its payload schema to have `properties.action.const` set to the message's action name");
+}
+
+#[test]
+fn two_messages_with_one_action() {
+    let spec = edited("          const: pong", "          const: ping");
+    assert_eq!(error_of(&spec), "#/components/messages/pong: action `ping` is already used by #/components/messages/ping on the same channel; each message needs its own action");
+}
+
+#[test]
+fn parameter_missing_from_the_address() {
+    let spec = edited("address: /ws/room/{room_name}", "address: /ws/room");
+    assert_eq!(error_of(&spec), "#/channels/room_chat/parameters/room_name: parameter `room_name` does not appear in the channel address `/ws/room`; expected `{room_name}` in the address");
+}
+
+#[test]
+fn address_parameter_not_declared() {
+    let spec = edited(
+        "address: /ws/room/{room_name}",
+        "address: /ws/room/{room_name}/{page}",
+    );
+    assert_eq!(error_of(&spec), "#/channels/room_chat: the address `/ws/room/{room_name}/{page}` uses `{page}` but the channel declares no parameter `page`");
+}
+
+#[test]
+fn unsupported_keyword_all_of() {
+    let spec = edited(
+        "    ErrorDetail:\n      title: ErrorDetail\n",
+        "    ErrorDetail:\n      title: ErrorDetail\n      allOf:\n        - type: object\n",
+    );
+    assert_eq!(error_of(&spec), "#/components/schemas/ErrorDetail: unsupported schema keyword `allOf`; supported: type, properties, required, items, enum, const, oneOf, anyOf, title, description, default, examples, format, minLength, maxLength, discriminator and x-* extensions");
+}
+
+#[test]
+fn unsupported_keyword_pattern_properties() {
+    let spec = edited(
+        "        room_name:\n          title: Room Name\n",
+        "        room_name:\n          title: Room Name\n          patternProperties:\n            '^x': {}\n",
+    );
+    assert_eq!(error_of(&spec), "#/components/schemas/RoomMessagePayload/properties/room_name: unsupported schema keyword `patternProperties`; supported: type, properties, required, items, enum, const, oneOf, anyOf, title, description, default, examples, format, minLength, maxLength, discriminator and x-* extensions");
+}
+
+#[test]
+fn not_yaml() {
+    assert_eq!(
+        error_of("asyncapi: '3.0.0\ninfo: {}\n"),
+        "the document could not be read: found unexpected end of stream at line 3 column 1, while scanning a quoted scalar at line 1 column 11"
+    );
+}
+
+#[test]
+fn not_an_asyncapi_document() {
+    assert_eq!(
+        error_of("title: hello\n"),
+        "the document could not be read: missing field `asyncapi`"
+    );
+}
+
+#[test]
+fn asyncapi_2() {
+    let spec = edited("asyncapi: 3.0.0", "asyncapi: 2.6.0");
+    assert_eq!(
+        error_of(&spec),
+        "#/asyncapi: unsupported AsyncAPI version `2.6.0`; expected 3.x"
+    );
+}
+
+#[test]
+fn receive_without_error_message() {
+    let spec = edited(
+        "      - $ref: '#/channels/room_chat/messages/error'\n  send_completion:",
+        "      - $ref: '#/channels/room_chat/messages/complete'\n  send_completion:",
+    );
+    assert_eq!(error_of(&spec), "#/channels/room_chat: the channel receives messages but no send operation declares an `error` message; expected one, so that clients know how undecodable frames are answered");
+}
+
+#[test]
+fn errors_are_comparable_values() {
+    let spec = edited("asyncapi: 3.0.0", "asyncapi: 2.6.0");
+    assert_eq!(
+        generate(&spec, Target::Rust).err(),
+        Some(GenerateError::Version {
+            found: "2.6.0".into()
+        })
+    );
+}
+
+/// A small deterministic generator (xorshift), so the mangled documents are the same every run.
+struct Mangler(u64);
+
+impl Mangler {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n.max(1) as u64).unwrap_or_default()
+    }
+}
+
+/// Deletes lines, truncates values and renames keys of `asyncapi.yaml`, hundreds of ways: the
+/// generator answers each with `Ok` or `Err`, never a panic.
+#[test]
+fn mangled_documents_never_panic() {
+    let lines: Vec<&str> = SPEC.lines().collect();
+    let mut rng = Mangler(0x5eed_cafe_f00d_d00d);
+    let mut refused = 0;
+    // Every single line deleted, one at a time (lowering only: rendering is exercised below).
+    for skip in 0..lines.len() {
+        let spec: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, l)| *l)
+            .collect();
+        let spec = spec.join("\n");
+        let result = std::panic::catch_unwind(|| asyncapi_codegen::analyse(&spec));
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => refused += 1,
+            Err(_) => panic!("deleting line {} panicked", skip + 1),
+        }
+    }
+    // Random combinations of edits, through the whole generator for the first ones.
+    for round in 0..300 {
+        let mut mangled: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(mangled.len());
+            match rng.below(4) {
+                0 => {
+                    mangled.remove(at);
+                }
+                1 => {
+                    // Drop the value of a `key: value` line.
+                    if let Some(colon) = mangled[at].find(": ") {
+                        mangled[at].truncate(colon + 1);
+                    }
+                }
+                2 => {
+                    // Rename a key.
+                    if let Some(colon) = mangled[at].find(':') {
+                        mangled[at].insert_str(colon, "x");
+                    }
+                }
+                _ => {
+                    // Swap two lines.
+                    let other = rng.below(mangled.len());
+                    mangled.swap(at, other);
+                }
+            }
+        }
+        let spec = mangled.join("\n");
+        let result = if round < 40 {
+            std::panic::catch_unwind(|| generate(&spec, Target::Rust).map(drop))
+        } else {
+            std::panic::catch_unwind(|| asyncapi_codegen::analyse(&spec).map(drop))
+        };
+        assert!(
+            result.is_ok(),
+            "mangled document #{round} panicked:\n{spec}"
+        );
+    }
+    assert!(
+        refused > 50,
+        "deleting lines should break the document often, refused {refused}"
+    );
+}
