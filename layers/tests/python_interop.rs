@@ -1,0 +1,222 @@
+//! Mixed fleet: a Python `fast-channels` 1.1.0 process and our layers share one Redis, for
+//! both Redis layers and in both directions (group sends and direct sends).
+//!
+//! The test builds a throwaway virtualenv with `python3 -m venv` and
+//! `pip install "fast-channels[redis]==1.1.0"` (the `redis` extra brings `redis`, `msgpack` and
+//! `cryptography`, which its serializer imports). The venv is cached under the Cargo target
+//! directory (`$CARGO_TARGET_TMPDIR/py-interop-venv`), so only the first run pays for it. The
+//! Python side is `tests/python/interop.py`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use room_chat_layers::pubsub::{PubSubSettings, RedisPubSubLayer};
+use room_chat_layers::queue::{QueueSettings, RedisQueueLayer};
+use room_chat_layers::testing::RedisServer;
+use room_chat_layers::ChannelLayer;
+use serde_json::json;
+use support::{eventually, init_tracing, msg, recv};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
+
+/// The venv's python, creating the venv once (tests of this file run in parallel).
+fn python() -> PathBuf {
+    static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut venv = VENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(python) = venv.as_ref() {
+        return python.clone();
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-interop-venv");
+    let python = dir.join("bin").join("python");
+    let ready = dir.join(".fast-channels-1.1.0-installed");
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = std::process::Command::new(dir.join("bin").join("pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "fast-channels[redis]==1.1.0",
+            ])
+            .status()
+            .expect("pip runs");
+        assert!(status.success(), "pip install fast-channels failed");
+        std::fs::write(&ready, b"").unwrap();
+    }
+    *venv = Some(python.clone());
+    python
+}
+
+async fn run_python(kind: &str, url: &str, prefix: &str, args: [&str; 3]) {
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let output = tokio::process::Command::new(python)
+        .arg(SCRIPT)
+        .args([kind, url, prefix])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A broadcast as chanx sends it (DESIGN §4), with non-ASCII text and mixed number types.
+fn broadcast(from: &str) -> serde_json::Value {
+    json!({
+        "type": "handle_group_message",
+        "message": {"action": "room_notification", "payload": {"message": "💬 héllo", "room_name": "général"}},
+        "exclude_current": false,
+        "from_channel": from,
+        "count": 3,
+        "ratio": 0.5,
+    })
+}
+
+/// Python `group_send` and `send` reach a Rust channel.
+async fn python_to_rust(
+    kind: &str,
+    redis: &RedisServer,
+    layer: Arc<dyn ChannelLayer>,
+    prefix: &str,
+) {
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.group_add("interop", inbox.name()).await.unwrap();
+    let sent = broadcast("python");
+    run_python(
+        kind,
+        &redis.url(),
+        prefix,
+        ["group_send", "interop", &sent.to_string()],
+    )
+    .await;
+    assert_eq!(*recv(&mut inbox).await.as_map(), *sent.as_object().unwrap());
+    let direct = json!({"type": "direct", "text": "from python"});
+    run_python(
+        kind,
+        &redis.url(),
+        prefix,
+        ["send", inbox.name(), &direct.to_string()],
+    )
+    .await;
+    assert_eq!(
+        *recv(&mut inbox).await.as_map(),
+        *direct.as_object().unwrap()
+    );
+    drop(inbox);
+    layer.close().await.unwrap();
+}
+
+type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+async fn next_line(lines: &mut Lines) -> String {
+    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("python answers")
+        .unwrap()
+        .expect("python printed a line")
+}
+
+/// Rust `group_send` and `send` reach a Python channel.
+async fn rust_to_python(
+    kind: &str,
+    redis: &RedisServer,
+    layer: Arc<dyn ChannelLayer>,
+    prefix: &str,
+) {
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let mut child = tokio::process::Command::new(python)
+        .arg(SCRIPT)
+        .args([kind, &redis.url(), prefix, "receive", "interop", "2"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = next_line(&mut lines).await;
+    let channel = ready.strip_prefix("READY ").expect("READY line").to_owned();
+    if kind == "pubsub" {
+        // redis-py sends SUBSCRIBE without waiting for its confirmation: wait until Redis has it.
+        let group_channel = format!("{prefix}__group__interop");
+        eventually("python subscribed", || async {
+            let reply = redis
+                .raw_command(&format!("PUBSUB NUMSUB {group_channel}"))
+                .await
+                .unwrap();
+            !reply.ends_with(":0\r\n")
+        })
+        .await;
+    }
+    let sent = broadcast("rust");
+    layer
+        .group_send("interop", msg(sent.clone()))
+        .await
+        .unwrap();
+    let direct = json!({"type": "direct", "text": "from rust"});
+    layer.send(&channel, msg(direct.clone())).await.unwrap();
+    let got: serde_json::Value =
+        serde_json::from_str(next_line(&mut lines).await.strip_prefix("GOT ").unwrap()).unwrap();
+    assert_eq!(got, sent);
+    let got: serde_json::Value =
+        serde_json::from_str(next_line(&mut lines).await.strip_prefix("GOT ").unwrap()).unwrap();
+    assert_eq!(got, direct);
+    assert!(child.wait().await.unwrap().success());
+    layer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn queue_python_to_rust() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = Arc::new(
+        RedisQueueLayer::new(QueueSettings::new(vec![redis.url()]).with_prefix("queue")).unwrap(),
+    );
+    python_to_rust("queue", &redis, layer, "queue").await;
+}
+
+#[tokio::test]
+async fn queue_rust_to_python() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = Arc::new(
+        RedisQueueLayer::new(QueueSettings::new(vec![redis.url()]).with_prefix("queue")).unwrap(),
+    );
+    rust_to_python("queue", &redis, layer, "queue").await;
+}
+
+#[tokio::test]
+async fn pubsub_python_to_rust() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = Arc::new(
+        RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()]).with_prefix("chat")).unwrap(),
+    );
+    python_to_rust("pubsub", &redis, layer, "chat").await;
+}
+
+#[tokio::test]
+async fn pubsub_rust_to_python() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = Arc::new(
+        RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()]).with_prefix("chat")).unwrap(),
+    );
+    rust_to_python("pubsub", &redis, layer, "chat").await;
+}
