@@ -316,14 +316,16 @@ pub async fn serve<C: Consumer>(
     tracing::debug!(?ending, "connection ending");
 
     consumer.on_disconnect(&mut conn).await;
+    if ending == Ending::Shutdown {
+        // Stay in the groups and keep delivering until the server's drain window ends: the
+        // other connections of this process are saying goodbye at the same moment, and their
+        // leave notices should still reach this client.
+        drain_until::<C>(&mut conn, &mut inbox, &shutdown, settings.send_completion).await;
+    }
     leave_groups(&mut conn).await;
 
     match ending {
         Ending::Shutdown => {
-            // Keep delivering (the leave notices of others included) until the server's drain
-            // window ends, then say goodbye properly.
-            drain_until::<C>(&mut conn, &mut inbox, &shutdown, settings.send_completion).await;
-            metrics.closed(CloseReason::Shutdown);
             conn.queue_close(close_code::GOING_AWAY, "server shutting down");
         }
         Ending::Idle => {

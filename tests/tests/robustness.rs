@@ -1,0 +1,114 @@
+//! A client that stops reading, a silent client, and a server that shuts down: each is handled
+//! with a documented close code, and nobody else notices.
+
+use std::time::Duration;
+
+use room_chat::metrics::CloseReason;
+use room_chat_e2e::{chat, joined, left, Client, Closed, Layer, TestServer};
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_with_1008_and_others_get_everything() {
+    const MESSAGES: usize = 400;
+    let server = TestServer::start_with(Layer::Memory, |c| {
+        c.outbound_queue = 32;
+        c.write_timeout_secs = 30;
+    })
+    .await;
+    let mut sender = server.join_first("general").await;
+    let mut reader = server.join("general").await;
+    assert_eq!(sender.recv_json().await, joined("general"));
+    // The slow client connects and then never reads again.
+    let slow = Client::connect(&server.room_url("general")).await;
+    assert_eq!(sender.recv_json().await, joined("general"));
+    assert_eq!(reader.recv_json().await, joined("general"));
+
+    // 400 messages of 16 KiB: far more than loopback socket buffers plus 32 queued frames.
+    let text = "z".repeat(16 * 1024);
+    let left_notice = left("general");
+    let mut saw_left = [false, false];
+    for i in 0..MESSAGES {
+        let message = format!("{i}:{text}");
+        let expected = chat(&message, "general");
+        sender.chat(&message).await;
+        for (n, client) in [&mut sender, &mut reader].into_iter().enumerate() {
+            let mut got = client.recv_json().await;
+            // The slow client's leave notice comes whenever it is closed.
+            if got == left_notice && !saw_left[n] {
+                saw_left[n] = true;
+                got = client.recv_json().await;
+            }
+            assert!(got == expected, "client {n} lost or reordered message {i}");
+        }
+    }
+    assert_eq!(
+        server
+            .server
+            .state()
+            .metrics()
+            .closed_count(CloseReason::SlowConsumer),
+        1,
+        "the slow client should have been closed as a slow consumer"
+    );
+    // The others were told the slow client left, like any leaver.
+    for (n, client) in [&mut sender, &mut reader].into_iter().enumerate() {
+        if !saw_left[n] {
+            assert_eq!(client.recv_json().await, left_notice);
+        }
+    }
+
+    // What the slow client finally reads: some of the messages, then close 1008.
+    let mut slow = slow;
+    let (frames, closed) = slow.recv_until_closed(Duration::from_secs(10)).await;
+    assert!(
+        frames.len() < MESSAGES,
+        "the slow client cannot have received everything"
+    );
+    assert_eq!(closed, Closed::Frame(1008, "slow consumer".into()));
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains("room_chat_connections_closed_total{reason=\"slow_consumer\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_idle_timeout() {
+    let server = TestServer::start_with(Layer::Memory, |c| {
+        c.idle_timeout_secs = 2;
+        c.ping_interval_secs = 1;
+    })
+    .await;
+    let mut active = server.join_first("general").await;
+    let silent = Client::connect(&server.room_url("general")).await;
+    assert_eq!(active.recv_json().await, joined("general"));
+    // `silent` does not read, so it answers no ping; `active` keeps reading, so its client
+    // library answers the server's pings and it stays. It sees the other leave.
+    let frame = active.try_recv_text(Duration::from_secs(5)).await;
+    assert_eq!(
+        frame.map(|f| serde_json::from_str::<serde_json::Value>(&f).unwrap()),
+        Some(left("general"))
+    );
+    let mut silent = silent;
+    let (_, closed) = silent.recv_until_closed(Duration::from_secs(5)).await;
+    assert_eq!(closed, Closed::Frame(1001, "idle timeout".into()));
+}
+
+#[tokio::test]
+async fn shutdown_sends_leave_notices_then_close_frames() {
+    let server = TestServer::start(Layer::Memory).await;
+    let mut a = server.join_first("general").await;
+    let mut b = server.join("general").await;
+    assert_eq!(a.recv_json().await, joined("general"));
+    let clean = tokio::spawn(async move { server.server.shutdown().await });
+    let (a_frames, a_closed) = a.recv_until_closed(Duration::from_secs(5)).await;
+    let (b_frames, b_closed) = b.recv_until_closed(Duration::from_secs(5)).await;
+    assert_eq!(a_closed, Closed::Frame(1001, "server shutting down".into()));
+    assert_eq!(b_closed, Closed::Frame(1001, "server shutting down".into()));
+    let left_notice = left("general").to_string();
+    assert_eq!(a_frames, vec![left_notice.clone()]);
+    assert_eq!(b_frames, vec![left_notice]);
+    assert!(
+        clean.await.unwrap(),
+        "every connection finished within the timeout"
+    );
+}
