@@ -38,13 +38,14 @@ pub enum Layer {
 
 /// A config for tests: a free port on loopback, quick shutdown.
 pub fn test_config() -> Config {
-    let mut config = Config::default();
-    config.host = "127.0.0.1".parse().unwrap();
-    config.port = 0;
-    config.redis_url = None;
-    config.shutdown_drain_ms = 300;
-    config.shutdown_timeout_secs = 5;
-    config
+    Config {
+        host: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        redis_url: None,
+        shutdown_drain_ms: 300,
+        shutdown_timeout_secs: 5,
+        ..Config::default()
+    }
 }
 
 /// A running service.

@@ -1,6 +1,7 @@
 //! Bad input, end to end: every row of the protocol's error table gets its exact error frame,
 //! the connection stays open and the room keeps working; frames over the size limit, refused
 //! room names, origins and the connection cap get clear codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use std::time::Duration;
 

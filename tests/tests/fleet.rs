@@ -1,5 +1,6 @@
 //! Several service processes on one Redis, and Redis failing under them. Each test owns its
 //! `redis-server` and kills it on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use std::time::Duration;
 

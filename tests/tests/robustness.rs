@@ -1,5 +1,6 @@
 //! A client that stops reading, a silent client, and a server that shuts down: each is handled
 //! with a documented close code, and nobody else notices.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The tutorial, step by step, on every layer the room chat can run on: in memory, Redis
 //! pub/sub and Redis queue (each Redis test owns its own `redis-server`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 use std::time::Duration;
 
