@@ -66,6 +66,7 @@ pub struct AppState {
     /// holds even while many handshakes race).
     admitted: Arc<AtomicUsize>,
     spec_json: Arc<str>,
+    client_spec_yaml: Arc<str>,
 }
 
 impl AppState {
@@ -76,6 +77,7 @@ impl AppState {
             .ok_or_else(|| ServerError::MissingLayer(config.chat_layer.clone()))?;
         let spec: serde_json::Value = serde_yaml::from_str(room_chat_protocol::SPEC_YAML)?;
         let spec_json = serde_json::to_string_pretty(&spec).map_err(std::io::Error::other)?;
+        let client_spec_yaml = client_view(room_chat_protocol::SPEC_YAML)?;
         let settings = ConnectionSettings {
             outbound_queue: config.outbound_queue,
             ping_interval: config.ping_interval(),
@@ -93,6 +95,7 @@ impl AppState {
             settings: Arc::new(settings),
             admitted: Arc::new(AtomicUsize::new(0)),
             spec_json: spec_json.into(),
+            client_spec_yaml: client_spec_yaml.into(),
         })
     }
 
@@ -119,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/room/", get(empty_room_name))
         .route("/asyncapi.yaml", get(spec_yaml))
         .route("/asyncapi.json", get(spec_json))
+        .route("/asyncapi.client.yaml", get(client_spec_yaml))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -247,6 +251,45 @@ async fn spec_json(State(state): State<AppState>) -> Response {
         state.spec_json.to_string(),
     )
         .into_response()
+}
+
+async fn client_spec_yaml(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+        state.client_spec_yaml.to_string(),
+    )
+        .into_response()
+}
+
+/// The contract from the client's point of view: every operation's `action` flipped (`receive`
+/// becomes `send` and back), so generic client generators that read a document as their own see
+/// "the client sends `room_chat`". Replies keep their place: the server still answers a ping.
+pub fn client_view(spec_yaml: &str) -> Result<String, serde_yaml::Error> {
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(spec_yaml)?;
+    if let Some(operations) = doc
+        .get_mut("operations")
+        .and_then(serde_yaml::Value::as_mapping_mut)
+    {
+        for (_, operation) in operations.iter_mut() {
+            if let Some(action) = operation.get_mut("action") {
+                let flipped = match action.as_str() {
+                    Some("receive") => "send",
+                    Some("send") => "receive",
+                    _ => continue,
+                };
+                *action = serde_yaml::Value::from(flipped);
+            }
+        }
+    }
+    if let Some(info) = doc
+        .get_mut("info")
+        .and_then(serde_yaml::Value::as_mapping_mut)
+    {
+        if let Some(serde_yaml::Value::String(title)) = info.get_mut("title") {
+            title.push_str(" (client view)");
+        }
+    }
+    serde_yaml::to_string(&doc)
 }
 
 async fn health(State(state): State<AppState>) -> Response {

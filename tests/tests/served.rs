@@ -1,0 +1,79 @@
+//! What the service serves besides the WebSocket: the contract in its three forms, health and
+//! metrics.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use room_chat_e2e::{Layer, TestServer};
+
+#[tokio::test]
+async fn the_contract_is_served_as_yaml_and_json_with_the_same_content() {
+    let server = TestServer::start(Layer::Memory).await;
+    let (status, yaml) = server.get("/asyncapi.yaml").await;
+    assert_eq!(status, 200);
+    assert_eq!(yaml, room_chat_protocol::SPEC_YAML);
+    let (status, json) = server.get("/asyncapi.json").await;
+    assert_eq!(status, 200);
+    let from_yaml: serde_json::Value = serde_yaml_from(&yaml);
+    let from_json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(from_yaml, from_json);
+    assert_eq!(from_json["asyncapi"], "3.0.0");
+    assert_eq!(
+        from_json["channels"]["room_chat"]["address"],
+        "/ws/room/{room_name}"
+    );
+}
+
+#[tokio::test]
+async fn the_client_view_flips_every_operation() {
+    let server = TestServer::start(Layer::Memory).await;
+    let (status, text) = server.get("/asyncapi.client.yaml").await;
+    assert_eq!(status, 200);
+    let client: serde_json::Value = serde_yaml_from(&text);
+    let server_view: serde_json::Value = serde_yaml_from(room_chat_protocol::SPEC_YAML);
+    let operations = server_view["operations"].as_object().unwrap();
+    assert!(!operations.is_empty());
+    for (id, operation) in operations {
+        let flipped = match operation["action"].as_str().unwrap() {
+            "receive" => "send",
+            _ => "receive",
+        };
+        assert_eq!(
+            client["operations"][id]["action"], flipped,
+            "operation {id}"
+        );
+        assert_eq!(
+            client["operations"][id]["reply"], operation["reply"],
+            "operation {id}"
+        );
+    }
+    assert_eq!(client["channels"], server_view["channels"]);
+}
+
+#[tokio::test]
+async fn health_and_metrics_describe_the_running_service() {
+    let server = TestServer::start(Layer::Memory).await;
+    let _client = server.join("general").await;
+    let (status, body) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["connections"], 1);
+    assert_eq!(health["layers"]["chat"]["kind"], "memory");
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "room_chat_connections 1",
+        "room_chat_rooms 1",
+        "room_chat_frames_in_total 1",
+        "room_chat_layer_up{alias=\"chat\",kind=\"memory\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+}
+
+fn serde_yaml_from(text: &str) -> serde_json::Value {
+    // The served YAML is the spec text; parse it through the same YAML parser the service uses.
+    serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(text).unwrap()).unwrap()
+}
