@@ -191,7 +191,7 @@ fn mangled_documents_never_panic() {
                 2 => {
                     // Rename a key.
                     if let Some(colon) = mangled[at].find(':') {
-                        mangled[at].insert_str(colon, "x");
+                        mangled[at].insert(colon, 'x');
                     }
                 }
                 _ => {

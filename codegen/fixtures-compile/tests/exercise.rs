@@ -171,8 +171,8 @@ mod orders {
         }})
     }
 
-    fn rejected(frame: Value) -> Value {
-        match Incoming::decode_value(&frame) {
+    fn rejected(frame: &Value) -> Value {
+        match Incoming::decode_value(frame) {
             Ok(framed) => panic!("expected a rejection, decoded {framed:?}"),
             Err(errors) => errors_json(&errors),
         }
@@ -217,7 +217,7 @@ mod orders {
         let mut frame = full();
         frame["payload"].as_object_mut().map(|p| p.remove("note"));
         assert_eq!(
-            rejected(frame),
+            rejected(&frame),
             json!([{"type": "missing", "loc": ["place_order", "payload", "note"], "msg": "Field required"}])
         );
     }
@@ -233,7 +233,7 @@ mod orders {
         frame["payload"]["customer"]["name"] = json!("");
         frame["payload"]["gift"] = json!(null);
         assert_eq!(
-            rejected(frame),
+            rejected(&frame),
             json!([
                 {"type": "string_too_short", "loc": ["place_order", "payload", "customer", "name"], "msg": "String should have at least 1 character"},
                 {"type": "missing", "loc": ["place_order", "payload", "lines", 0, "quantity"], "msg": "Field required"},
