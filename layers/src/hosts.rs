@@ -23,6 +23,12 @@ pub struct ConnectionSettings {
     /// is noticed within two seconds of Redis coming back, while a long outage costs one
     /// connection attempt every two seconds per host.
     pub reconnect_max: Duration,
+    /// How often an otherwise idle long-lived connection (pub/sub subscriber, queue pinger) is
+    /// PINGed (default 500 ms). A killed Redis closes our sockets and is noticed at once; a hung
+    /// one or a silent network partition only shows as an unanswered PING, so this bounds how
+    /// long such an outage goes unreported (interval + `command_timeout`). Cost: two PINGs a
+    /// second per host.
+    pub keepalive_interval: Duration,
 }
 
 impl Default for ConnectionSettings {
@@ -32,6 +38,7 @@ impl Default for ConnectionSettings {
             command_timeout: Duration::from_secs(2),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
+            keepalive_interval: Duration::from_millis(500),
         }
     }
 }
@@ -177,15 +184,24 @@ mod tests {
 
     #[test]
     fn ring_matches_python() {
-        // Values computed with fast_channels.layers.redis.utils.consistent_hash.
-        assert_eq!(consistent_hash("anything", 1), 0);
-        let n = "specific.0123456789abcdef0123456789abcdef!";
-        let bucket = crc32fast::hash(n.as_bytes()) & 0xFFF;
-        assert_eq!(consistent_hash(n, 2), (f64::from(bucket) / 2048.0) as usize);
-        assert_eq!(
-            consistent_hash(n, 3),
-            (f64::from(bucket) / (4096.0 / 3.0)) as usize
-        );
+        // Expected values printed by fast_channels 1.1.0:
+        // consistent_hash(name, k) for k in (2, 3, 5, 7).
+        let expected: [(&str, [usize; 4]); 8] = [
+            ("specific.0123456789abcdef0123456789abcdef!", [0, 1, 1, 2]),
+            ("general", [0, 1, 1, 2]),
+            ("chat__group__lobby", [1, 2, 3, 5]),
+            ("x", [0, 1, 2, 2]),
+            ("lobby", [0, 1, 1, 2]),
+            ("café", [0, 0, 0, 1]),
+            ("specific.ffffffffffffffffffffffffffffffff!", [0, 0, 0, 1]),
+            ("analytics:group:events", [1, 2, 4, 6]),
+        ];
+        for (name, indexes) in expected {
+            for (ring, index) in [2, 3, 5, 7].into_iter().zip(indexes) {
+                assert_eq!(consistent_hash(name, ring), index, "{name} on {ring} hosts");
+            }
+            assert_eq!(consistent_hash(name, 1), 0);
+        }
     }
 
     #[test]

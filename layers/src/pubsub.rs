@@ -475,7 +475,13 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize) {
             .health
             .set_up(index, &host.redis.name, &shared.counters);
         backoff.reset();
-        loop {
+        // A killed Redis closes the socket and ends the stream at once; a hung one or a silent
+        // partition does not, so the connection is also PINGed while idle. At most one PING is
+        // in flight; it runs inside this loop (not awaited in turn) so dispatch never waits.
+        let mut keepalive = tokio::time::interval(settings.keepalive_interval);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ping: Option<PingFuture> = None;
+        let reason = loop {
             tokio::select! {
                 biased;
                 () = shared.shutdown.cancelled() => {
@@ -484,16 +490,39 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize) {
                 }
                 msg = stream.next() => match msg {
                     Some(msg) => shared.dispatch(&msg).await,
-                    None => break,
+                    None => break "connection lost",
                 },
+                answered = wait_ping(&mut ping) => {
+                    ping = None;
+                    if !answered {
+                        break "PING unanswered";
+                    }
+                }
+                _ = keepalive.tick(), if ping.is_none() => {
+                    let mut sink = sink.clone();
+                    let limit = settings.command_timeout;
+                    ping = Some(Box::pin(async move {
+                        matches!(timeout(limit, sink.ping::<redis::Value>()).await, Ok(Ok(_)))
+                    }));
+                }
             }
-        }
-        // The socket closed: everything published from now until the resubscribe is lost, so
-        // say so loudly, then retry at once (a restarted Redis is usually already back).
+        };
+        // Everything published from now until the resubscribe is lost, so say so loudly, then
+        // retry at once (a restarted Redis is usually already back).
         host.sink.send_replace(None);
         shared
             .health
-            .set_down(index, &host.redis.name, "connection lost", &shared.counters);
+            .set_down(index, &host.redis.name, reason, &shared.counters);
+    }
+}
+
+type PingFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+/// Resolves with the in-flight PING's outcome; never resolves when none is in flight.
+async fn wait_ping(ping: &mut Option<PingFuture>) -> bool {
+    match ping {
+        Some(ping) => ping.await,
+        None => std::future::pending().await,
     }
 }
 

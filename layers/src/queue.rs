@@ -36,7 +36,10 @@
 //! **Outages.** The reader (and a pinger for each other host) notices a lost connection at once
 //! and marks the layer Down; on reconnect it re-adds this process's group memberships (a
 //! restarted Redis without persistence has forgotten them) and marks it Up again. Messages
-//! already in a Redis that restarts without persistence are gone, and the outage says so.
+//! already in a Redis that restarts without persistence are gone, and the outage says so. One
+//! more can be lost when a *hung* connection is abandoned: a `BZPOPMIN` that Redis executes
+//! after we gave up on its reply pops an entry nobody receives. (Python keeps an `$inflight`
+//! backup set for that case; we accept the single-message loss, which the outage reports.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -622,15 +625,15 @@ async fn run_reader(shared: Arc<Shared>) {
     }
 }
 
-/// Watches a host the reader does not use: PING twice a second, so an outage there shows in
-/// health within a second too.
+/// Watches a host the reader does not use: PING every `keepalive_interval`, so an outage there
+/// shows in health within a second too.
 async fn run_pinger(shared: Arc<Shared>, index: usize) {
     let host = &shared.hosts[index];
     let settings = shared.settings.connection.clone();
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     let mut was_down = false;
     loop {
-        if sleep_or_shutdown(&shared, Duration::from_millis(500)).await {
+        if sleep_or_shutdown(&shared, settings.keepalive_interval).await {
             return;
         }
         if conn.is_none() {

@@ -137,7 +137,7 @@ impl Counters {
             return;
         }
         self.drops[reason.index()].fetch_add(n, Relaxed);
-        let pending = self.unreported.fetch_add(n, Relaxed) + n;
+        self.unreported.fetch_add(n, Relaxed);
         // +1 so that 0 keeps meaning "never warned".
         let now_ms = u64::try_from(self.epoch.0.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
         let last = self.last_warn_ms.load(Relaxed);
@@ -150,7 +150,7 @@ impl Counters {
                 .compare_exchange(last, now_ms, Relaxed, Relaxed)
                 .is_ok()
         {
-            let total = self.unreported.swap(0, Relaxed).max(pending.min(n));
+            let total = self.unreported.swap(0, Relaxed);
             tracing::warn!(
                 layer,
                 reason = reason.as_str(),

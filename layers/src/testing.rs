@@ -9,6 +9,8 @@
 //! use room_chat_layers::testing::RedisServer;
 //! let mut redis = RedisServer::start().await?;
 //! let url = redis.url(); // "redis://127.0.0.1:PORT/"
+//! redis.freeze().await?; // like a hang: SIGSTOP, connections stay open
+//! redis.thaw().await?;
 //! redis.kill().await;     // like a crash: SIGKILL
 //! redis.restart().await?; // same port, empty data
 //! # Ok(()) }
@@ -74,6 +76,37 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
             let _ = child.wait().await;
+        }
+    }
+
+    /// Suspends the process (SIGSTOP): connections stay open but nothing answers, like a hung
+    /// server or a silent network partition. Undo with [`RedisServer::thaw`].
+    pub async fn freeze(&self) -> io::Result<()> {
+        self.signal("-STOP").await
+    }
+
+    /// Resumes a frozen process (SIGCONT).
+    pub async fn thaw(&self) -> io::Result<()> {
+        self.signal("-CONT").await
+    }
+
+    async fn signal(&self, signal: &str) -> io::Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .ok_or_else(|| io::Error::other("redis-server is not running"))?;
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "kill {signal} {pid} failed: {status}"
+            )))
         }
     }
 

@@ -131,3 +131,51 @@ async fn pubsub_starts_without_redis_and_recovers() {
     layer.close().await.unwrap();
     assert_eq!(layer.background_tasks(), 0);
 }
+
+/// A hung Redis (process stopped, sockets open) is noticed through unanswered PINGs or
+/// blocking-read timeouts, not only through closed sockets, and the layer recovers when it
+/// answers again.
+async fn notice_a_hung_redis(redis: &RedisServer, layer: Arc<dyn ChannelLayer>) {
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.group_add("room", inbox.name()).await.unwrap();
+    let mut health = layer.health();
+    health.wait_for(|h| h.is_up()).await.unwrap();
+    redis.freeze().await.unwrap();
+    // keepalive (0.5 s) + command timeout (2 s), or block (1 s) + command timeout (2 s).
+    tokio::time::timeout(Duration::from_secs(5), health.wait_for(|h| !h.is_up()))
+        .await
+        .expect("a hung Redis is reported")
+        .unwrap();
+    redis.thaw().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), health.wait_for(|h| h.is_up()))
+        .await
+        .expect("Up again once Redis answers")
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = layer.group_send("room", msg(json!({"n": "after"}))).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sends never recovered: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("after")));
+    drop(inbox);
+    layer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn pubsub_notices_a_hung_redis() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = Arc::new(RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()])).unwrap());
+    notice_a_hung_redis(&redis, layer).await;
+}
+
+#[tokio::test]
+async fn queue_notices_a_hung_redis() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = Arc::new(RedisQueueLayer::new(QueueSettings::new(vec![redis.url()])).unwrap());
+    notice_a_hung_redis(&redis, layer).await;
+}
