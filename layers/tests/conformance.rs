@@ -41,6 +41,7 @@ conformance!(
     per_sender_order_under_concurrent_senders,
     thousand_member_group_shares_one_message,
     close_leaves_nothing_behind,
+    flush_empties_the_layer,
     health_is_up,
 );
 
@@ -508,6 +509,29 @@ async fn close_leaves_nothing_behind(kind: Kind) {
         })
         .await;
     }
+}
+
+/// `flush` forgets every channel, group and queued message; existing inboxes end with `Closed`
+/// and the layer keeps working.
+async fn flush_empties_the_layer(kind: Kind) {
+    init_tracing();
+    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let layer = fx.layer();
+    let mut old = layer.new_channel().await.unwrap();
+    layer.group_add("room", old.name()).await.unwrap();
+    layer.flush().await.unwrap();
+    assert!(matches!(old.receive().await, Err(LayerError::Closed)));
+    let mut fresh = layer.new_channel().await.unwrap();
+    layer
+        .group_send("room", msg(json!({"type": "to nobody"})))
+        .await
+        .unwrap();
+    layer
+        .send(fresh.name(), msg(json!({"type": "marker"})))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut fresh).await.get("type"), Some(&json!("marker")));
+    layer.close().await.unwrap();
 }
 
 /// A healthy layer reports Up.
