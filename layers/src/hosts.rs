@@ -91,8 +91,15 @@ impl RedisHost {
         layer: &'static str,
         settings: &ConnectionSettings,
     ) -> Result<Self, LayerError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| LayerError::Config(format!("invalid Redis URL {:?}: {e}", redact(url))))?;
+        let invalid = |e: redis::RedisError| {
+            LayerError::Config(format!("invalid Redis URL {:?}: {e}", redact(url)))
+        };
+        // TCP_NODELAY: a chat message is a few hundred bytes; Nagle's algorithm would hold it
+        // back waiting for more (redis-rs leaves it off by default).
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(invalid)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(invalid)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(Some(settings.command_timeout))
