@@ -39,6 +39,13 @@ pub(crate) trait ChannelOwner: Send + Sync {
 /// The receiving end of one channel; created by
 /// [`ChannelLayer::new_channel`](crate::ChannelLayer::new_channel). Dropping it removes the
 /// channel from the layer (and any group memberships it holds), so nothing leaks.
+///
+/// **Drop policy.** Messages wait in a bounded queue (the memory layer's `capacity`, the Redis
+/// layers' `local_queue_bound`). Delivery never waits for a slow consumer: when the queue is
+/// full the newest message is dropped, counted as [`DropReason::SlowConsumer`] (or refused with
+/// `ChannelFull` by the memory layer's `send`) and logged, rate-limited. What a slow consumer
+/// receives is therefore a gap-free prefix of what was sent, followed by newer messages once it
+/// catches up.
 pub struct Inbox {
     name: Arc<str>,
     rx: mpsc::Receiver<Envelope>,

@@ -9,7 +9,7 @@
 //! **Membership is local.** Each process keeps its own table of which of *its* channels are in
 //! which group. It subscribes to a group's Redis channel while it has at least one local member
 //! and unsubscribes when the last one leaves; one received message is then fanned out to every
-//! local member, through each member's bounded queue (see [`crate::inbox`] for the drop policy).
+//! local member, through each member's bounded queue (see [`Inbox`] for the drop policy).
 //!
 //! **One subscriber connection per host**, owned by one background task, not one per WebSocket:
 //! ten thousand connections cost ten thousand `SUBSCRIBE`d names on one socket, not ten thousand
@@ -23,7 +23,7 @@
 //! **Subscription consistency.** `group_add`, `group_discard`, inbox drops and the reconnecting
 //! subscriber all change subscriptions concurrently. Rather than sending the `SUBSCRIBE` or
 //! `UNSUBSCRIBE` each caller intended (which could arrive in the wrong order), every change goes
-//! through [`Shared::reconcile`]: under a per-host async lock it compares what the local table
+//! through `Shared::reconcile`: under a per-host async lock it compares what the local table
 //! *wants now* with what is subscribed and sends the difference. Whatever the interleaving, the
 //! last reconcile leaves Redis matching the table.
 

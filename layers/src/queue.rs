@@ -27,7 +27,7 @@
 //! **One reader per process.** One task blocks in `BZPOPMIN` on the process's sorted set (on a
 //! dedicated connection, since a blocking command would stall a shared one), drains up to
 //! `receive_batch` more entries with `ZPOPMIN`, and routes each to the local queues of its
-//! targets (see [`crate::inbox`] for the drop policy). Entries older than `expiry` are dropped.
+//! targets (see [`Inbox`] for the drop policy). Entries older than `expiry` are dropped.
 //!
 //! **Atomic writes.** A `send` is one Lua script (trim expired, check capacity, add, refresh
 //! expiry), so the capacity check cannot race another sender, unlike Python's four commands.
@@ -86,7 +86,7 @@ pub struct QueueSettings {
     /// process is gone or stalled; it caps the Redis memory such a process can pin.
     pub capacity: usize,
     /// Messages one local channel may hold once popped from Redis (default 1024; newest dropped
-    /// and counted beyond it). See [`crate::inbox`].
+    /// and counted beyond it). See [`Inbox`] for the drop policy.
     pub local_queue_bound: usize,
     /// Entries the reader pops per round trip after the blocking pop (default 256): under load
     /// one round trip carries many messages; at rest it costs nothing.
