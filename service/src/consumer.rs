@@ -159,8 +159,8 @@ impl<O: Serialize> Connection<O> {
     pub async fn group_add(&mut self, group: &str) -> Result<(), ConsumerError> {
         let group = self.layer.safe_group_name(group).into_owned();
         self.layer.group_add(&group, &self.inbox_name).await?;
-        self.metrics.group_joined(&group);
         if !self.groups.contains(&group) {
+            self.metrics.group_joined(&group);
             self.groups.push(group);
         }
         Ok(())
@@ -169,8 +169,10 @@ impl<O: Serialize> Connection<O> {
     /// Leaves `group`.
     pub async fn group_discard(&mut self, group: &str) -> Result<(), ConsumerError> {
         let group = self.layer.safe_group_name(group).into_owned();
-        self.groups.retain(|g| *g != group);
-        self.metrics.group_left(&group);
+        if let Some(at) = self.groups.iter().position(|g| *g == group) {
+            self.groups.swap_remove(at);
+            self.metrics.group_left(&group);
+        }
         self.layer.group_discard(&group, &self.inbox_name).await?;
         Ok(())
     }
@@ -296,6 +298,9 @@ pub async fn serve<C: Consumer>(
 
     if let Err(e) = consumer.on_connect(&mut conn).await {
         tracing::warn!(error = %e, "connect hook failed; closing");
+        // The hook may have joined groups before it failed; leave them, or a Redis-backed
+        // group would keep a member that no longer exists.
+        leave_groups(&mut conn).await;
         conn.queue_close(close_code::INTERNAL_ERROR, "could not join");
         finish(&mut conn, writer, &metrics).await;
         drop(inbox);
@@ -519,7 +524,10 @@ async fn finish<O>(
 }
 
 fn is_too_large(e: &axum::Error) -> bool {
-    // axum wraps tungstenite's error; its capacity errors say so in their message.
+    // axum wraps tungstenite's error and does not re-export its type, so the capacity error
+    // ("Space limit exceeded: Message too long") is recognised by its text rather than by
+    // downcasting to a tungstenite version that may differ from axum's. The oversized-frame
+    // end-to-end test pins this behaviour.
     let text = e.to_string();
     text.contains("Space limit exceeded")
         || text.contains("too long")
