@@ -116,11 +116,11 @@ struct SubscriberHost {
 #[derive(Debug, Default)]
 struct Local {
     /// Local channel -> its queue.
-    channels: HashMap<String, mpsc::Sender<Envelope>>,
+    channels: HashMap<Arc<str>, mpsc::Sender<Envelope>>,
     /// Redis group channel (`{prefix}__group__{group}`) -> local members.
-    groups: HashMap<String, HashSet<String>>,
+    groups: HashMap<String, HashSet<Arc<str>>>,
     /// Local channel -> Redis group channels it joined (to leave them on drop).
-    memberships: HashMap<String, HashSet<String>>,
+    memberships: HashMap<Arc<str>, HashSet<String>>,
 }
 
 impl Local {
@@ -299,9 +299,10 @@ impl Shared {
         local
             .channels
             .keys()
-            .chain(local.groups.keys())
+            .map(|name| &**name)
+            .chain(local.groups.keys().map(String::as_str))
             .filter(|name| self.host_of(name) == index)
-            .cloned()
+            .map(str::to_owned)
             .collect()
     }
 
@@ -317,11 +318,12 @@ impl Shared {
                 return;
             }
         };
-        // Snapshot the targets, then deliver without the lock (no lock across an await).
-        let targets: Vec<(String, mpsc::Sender<Envelope>)> = {
+        // Snapshot the targets, then deliver without the lock (no lock across an await). A
+        // snapshot entry is two reference-count increments, no allocation per member.
+        let targets: Vec<(Arc<str>, mpsc::Sender<Envelope>)> = {
             let local = lock(&self.local);
-            if let Some(tx) = local.channels.get(name) {
-                vec![(name.to_owned(), tx.clone())]
+            if let Some((channel, tx)) = local.channels.get_key_value(name) {
+                vec![(channel.clone(), tx.clone())]
             } else if let Some(members) = local.groups.get(name) {
                 members
                     .iter()
@@ -540,19 +542,22 @@ impl ChannelLayer for RedisPubSubLayer {
         self.check_open()?;
         let name = format!("{}specific.{}", self.shared.settings.prefix, random_hex32());
         let (tx, rx) = mpsc::channel(self.shared.settings.local_queue_bound.max(1));
-        lock(&self.shared.local).channels.insert(name.clone(), tx);
+        let shared_name: Arc<str> = Arc::from(name.as_str());
+        lock(&self.shared.local)
+            .channels
+            .insert(shared_name.clone(), tx);
         let index = self.shared.host_of(&name);
         if let Err(e) = self
             .shared
             .reconcile(index, std::slice::from_ref(&name))
             .await
         {
-            lock(&self.shared.local).channels.remove(&name);
+            lock(&self.shared.local).channels.remove(name.as_str());
             return Err(e);
         }
         let owner: std::sync::Weak<Shared> = Arc::downgrade(&self.shared);
         Ok(Inbox::new(
-            Arc::from(name),
+            shared_name,
             rx,
             self.shared.counters.clone(),
             KIND,
@@ -575,19 +580,21 @@ impl ChannelLayer for RedisPubSubLayer {
         let group_channel = self.group_channel(group);
         {
             let mut local = lock(&self.shared.local);
-            if !local.channels.contains_key(channel) {
+            // Reuse the routing table's name: memberships share it instead of copying it.
+            let Some((channel, _)) = local.channels.get_key_value(channel) else {
                 return Err(LayerError::NotLocal {
                     channel: channel.to_owned(),
                 });
-            }
+            };
+            let channel = channel.clone();
             local
                 .groups
                 .entry(group_channel.clone())
                 .or_default()
-                .insert(channel.to_owned());
+                .insert(channel.clone());
             local
                 .memberships
-                .entry(channel.to_owned())
+                .entry(channel)
                 .or_default()
                 .insert(group_channel.clone());
         }
@@ -646,8 +653,8 @@ impl ChannelLayer for RedisPubSubLayer {
             let names = local
                 .channels
                 .keys()
-                .chain(local.groups.keys())
-                .cloned()
+                .map(|name| name.to_string())
+                .chain(local.groups.keys().cloned())
                 .collect();
             *local = Local::default();
             names
