@@ -176,7 +176,8 @@ async fn direct_send_reaches_other_process(kind: Kind) {
 }
 
 /// A receiver that does not read holds at most its bound; the rest is dropped and counted,
-/// never queued without limit, and the receiver gets a gap-free prefix then new messages.
+/// never queued without limit, and the receiver gets a gap-free prefix then new messages. Other
+/// members of the group are not held back by it.
 async fn slow_receiver_is_bounded_and_counted(kind: Kind) {
     init_tracing();
     let limits = Limits {
@@ -187,12 +188,16 @@ async fn slow_receiver_is_bounded_and_counted(kind: Kind) {
     let mut fx = Fixture::new(kind, limits).await;
     let layer = fx.layer();
     let mut inbox = layer.new_channel().await.unwrap();
+    let mut fast = layer.new_channel().await.unwrap();
     layer.group_add("flood", inbox.name()).await.unwrap();
+    layer.group_add("flood", fast.name()).await.unwrap();
     for i in 0..10 {
         layer
             .group_send("flood", msg(json!({"i": i})))
             .await
             .unwrap();
+        // The slow member filling up never holds back a member that keeps up.
+        assert_eq!(recv(&mut fast).await.get("i"), Some(&json!(i)));
     }
     let probe = layer.clone();
     eventually("5 drops counted", move || {
