@@ -93,6 +93,8 @@ pub struct RedisPubSubLayer {
 #[derive(Debug)]
 struct Shared {
     settings: PubSubSettings,
+    /// `"{prefix}__group__"`: tells group channels from direct ones.
+    group_prefix: String,
     hosts: Vec<SubscriberHost>,
     local: Mutex<Local>,
     counters: Arc<Counters>,
@@ -154,6 +156,7 @@ impl RedisPubSubLayer {
             })
             .collect::<Result<Vec<_>, LayerError>>()?;
         let shared = Arc::new(Shared {
+            group_prefix: format!("{}__group__", settings.prefix),
             health: HealthBoard::new(KIND, hosts.len()),
             hosts,
             settings,
@@ -192,7 +195,8 @@ impl RedisPubSubLayer {
         }
     }
 
-    async fn publish(&self, name: &str, message: &Message) -> Result<(), LayerError> {
+    /// Publishes; returns how many subscriber connections received it.
+    async fn publish(&self, name: &str, message: &Message) -> Result<u64, LayerError> {
         let payload = message.to_msgpack()?;
         let host = &self.shared.hosts[self.shared.host_of(name)].redis;
         let mut conn = host.commands.clone();
@@ -201,7 +205,9 @@ impl RedisPubSubLayer {
             .arg(payload.as_ref())
             .query_async(&mut conn)
             .await;
-        published.map(drop).map_err(|e| host.unavailable(e))
+        published
+            .map(|receivers| u64::try_from(receivers).unwrap_or(0))
+            .map_err(|e| host.unavailable(e))
     }
 }
 
@@ -330,7 +336,13 @@ impl Shared {
                     .filter_map(|m| local.channels.get(m).map(|tx| (m.clone(), tx.clone())))
                     .collect()
             } else {
-                // Published just before we unsubscribed: nobody here wants it any more.
+                // Published just before we unsubscribed: nobody here wants it any more. For a
+                // group that is normal (its last local member left); a direct message, though,
+                // had exactly one receiver, and it is gone.
+                if !name.starts_with(&self.group_prefix) {
+                    self.counters
+                        .dropped(KIND, DropReason::NoSuchChannel, name, 1);
+                }
                 Vec::new()
             }
         };
@@ -568,7 +580,13 @@ impl ChannelLayer for RedisPubSubLayer {
     async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError> {
         self.check_open()?;
         validate_channel_name(channel)?;
-        self.publish(channel, &message).await?;
+        // A channel nobody is subscribed to has no receiver in any process: the message is
+        // gone. Not an error (receivers leave at any time), but counted.
+        if self.publish(channel, &message).await? == 0 {
+            self.shared
+                .counters
+                .dropped(KIND, DropReason::NoSuchChannel, channel, 1);
+        }
         self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

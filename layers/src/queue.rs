@@ -195,13 +195,13 @@ impl Scripts {
             // KEYS[1] queue; ARGV: member, score, expired-before, capacity, expiry seconds.
             send: redis::Script::new(
                 r"
-                redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[3])
+                local trimmed = redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[3])
                 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-                    return 0
+                    return {0, trimmed}
                 end
                 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
                 redis.call('EXPIRE', KEYS[1], ARGV[5])
-                return 1
+                return {1, trimmed}
                 ",
             ),
             // KEYS[1] group; ARGV[1] joined-before: drop stale members, return the rest.
@@ -212,7 +212,8 @@ impl Scripts {
                 ",
             ),
             // KEYS: queues; ARGV: one member per key, then score, expired-before, capacity,
-            // expiry seconds. Returns the 1-based indexes of the queues that were full.
+            // expiry seconds. Returns the number of expired entries trimmed, then the 1-based
+            // indexes of the queues that were full.
             group_send: redis::Script::new(
                 r"
                 local n = #KEYS
@@ -220,9 +221,9 @@ impl Scripts {
                 local cutoff = ARGV[n + 2]
                 local capacity = tonumber(ARGV[n + 3])
                 local expiry = ARGV[n + 4]
-                local full = {}
+                local full = {0}
                 for i = 1, n do
-                    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, cutoff)
+                    full[1] = full[1] + redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, cutoff)
                     if redis.call('ZCARD', KEYS[i]) < capacity then
                         redis.call('ZADD', KEYS[i], score, ARGV[i])
                         redis.call('EXPIRE', KEYS[i], expiry)
@@ -305,6 +306,14 @@ impl Shared {
     fn expired_before(&self) -> i64 {
         // Python: int(time.time()) - int(expiry)
         unix_now() as i64 - self.settings.expiry.as_secs() as i64
+    }
+
+    /// Counts entries that expired unread in Redis (trimmed by a send): their receivers were
+    /// gone or stalled for longer than `expiry`. Each entry holds one message (or one broadcast
+    /// for several channels of one process).
+    fn count_trimmed(&self, key: &str, trimmed: u64) {
+        self.counters
+            .dropped(KIND, DropReason::Expired, key, trimmed);
     }
 
     fn expiry_secs(&self) -> u64 {
@@ -706,7 +715,7 @@ impl ChannelLayer for RedisQueueLayer {
         };
         let host = &shared.hosts[consistent_hash(process_part, shared.hosts.len())];
         let mut conn = host.commands.clone();
-        let added: i64 = shared
+        let (added, trimmed): (i64, u64) = shared
             .scripts
             .send
             .key(&key)
@@ -718,6 +727,7 @@ impl ChannelLayer for RedisQueueLayer {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| host.unavailable(e))?;
+        shared.count_trimmed(&key, trimmed);
         if added == 0 {
             shared
                 .counters
@@ -850,11 +860,13 @@ impl ChannelLayer for RedisQueueLayer {
                 .arg(shared.settings.capacity)
                 .arg(shared.expiry_secs());
             let mut conn = host.commands.clone();
-            let full: Vec<usize> = invocation
+            let reply: Vec<usize> = invocation
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| host.unavailable(e))?;
-            for i in full {
+            let (trimmed, full) = reply.split_first().map_or((0, &[][..]), |(t, f)| (*t, f));
+            shared.count_trimmed(&queues[queue_ids[0]].0, trimmed as u64);
+            for &i in full {
                 if let Some(&q) = i.checked_sub(1).and_then(|i| queue_ids.get(i)) {
                     let (key, channels) = &queues[q];
                     shared.counters.dropped(

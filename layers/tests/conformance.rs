@@ -36,6 +36,7 @@ conformance!(
     slow_receiver_is_bounded_and_counted,
     full_channel_refuses_send,
     messages_expire,
+    send_to_a_gone_channel_is_counted,
     group_memberships_expire,
     name_rules,
     per_sender_order_under_concurrent_senders,
@@ -291,6 +292,28 @@ async fn messages_expire(kind: Kind) {
         .unwrap();
     assert_eq!(recv(&mut inbox).await.get("type"), Some(&json!("fresh")));
     assert_eq!(layer.stats().dropped(DropReason::Expired), 1);
+    layer.close().await.unwrap();
+}
+
+/// A message sent to a channel whose receiver has gone is dropped and counted, not an error.
+async fn send_to_a_gone_channel_is_counted(kind: Kind) {
+    init_tracing();
+    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let layer = fx.layer();
+    let inbox = layer.new_channel().await.unwrap();
+    let name = inbox.name().to_owned();
+    drop(inbox);
+    layer
+        .send(&name, msg(json!({"type": "late"})))
+        .await
+        .unwrap();
+    let probe = layer.clone();
+    eventually("the drop is counted", move || {
+        let probe = probe.clone();
+        async move { probe.stats().dropped(DropReason::NoSuchChannel) == 1 }
+    })
+    .await;
+    assert_eq!(layer.stats().dropped_total(), 1);
     layer.close().await.unwrap();
 }
 
