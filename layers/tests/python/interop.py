@@ -1,10 +1,10 @@
 """Python side of the mixed-fleet test: a fast-channels 1.1.0 process on the test's Redis.
 
-usage: interop.py (queue|pubsub) REDIS_URL PREFIX group_send GROUP JSON
+usage: interop.py (queue|pubsub) REDIS_URLS PREFIX group_send GROUP JSON
        interop.py (queue|pubsub) REDIS_URL PREFIX send CHANNEL JSON
        interop.py (queue|pubsub) REDIS_URL PREFIX receive GROUP COUNT
 The receive mode joins GROUP with a new channel, prints "READY <channel>", then prints
-"GOT <json>" for each of COUNT messages.
+"GOT <json>" for each of COUNT messages. REDIS_URLS is a comma-separated ring of hosts.
 """
 
 import asyncio
@@ -15,11 +15,12 @@ from fast_channels.layers.redis import RedisChannelLayer, RedisPubSubChannelLaye
 
 
 async def main() -> None:
-    kind, url, prefix, mode, target, arg = sys.argv[1:7]
+    kind, urls, prefix, mode, target, arg = sys.argv[1:7]
+    hosts = urls.split(",")
     if kind == "queue":
-        layer = RedisChannelLayer(hosts=[url], prefix=prefix)
+        layer = RedisChannelLayer(hosts=hosts, prefix=prefix)
     else:
-        layer = RedisPubSubChannelLayer(hosts=[url], prefix=prefix)
+        layer = RedisPubSubChannelLayer(hosts=hosts, prefix=prefix)
     if mode == "group_send":
         await layer.group_send(target, json.loads(arg))
     elif mode == "send":
