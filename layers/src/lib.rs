@@ -18,6 +18,23 @@
 //! Every layer is held to the same behaviour by one conformance suite (`tests/conformance.rs`),
 //! and reports what it could not deliver ([`LayerStats`]) and whether its backend is reachable
 //! ([`LayerHealth`]).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), room_chat_layers::LayerError> {
+//! use room_chat_layers::{ChannelLayer, LayerRegistry, Message};
+//! use serde_json::json;
+//!
+//! let registry = LayerRegistry::standard(None)?; // no Redis: every alias in memory
+//! let layer = registry.get("chat").expect("a standard alias");
+//! let mut inbox = layer.new_channel().await?; // one per WebSocket connection
+//! let room = layer.safe_group_name("café au lait"); // any user text -> a valid group
+//! layer.group_add(&room, inbox.name()).await?;
+//! layer.group_send(&room, Message::from_value(json!({"type": "hello"}))?).await?;
+//! assert_eq!(inbox.receive().await?.get("type"), Some(&json!("hello")));
+//! registry.close_all().await?;
+//! # Ok(()) }
+//! ```
 
 use std::borrow::Cow;
 
