@@ -66,6 +66,16 @@ pub mod testing;
 /// Channel names come from [`new_channel`](ChannelLayer::new_channel); group names must be valid
 /// ([`validate_group_name`]): map user text through
 /// [`safe_group_name`](ChannelLayer::safe_group_name) first.
+///
+/// **Ordering.** A sender that awaits each call sees its messages to one channel, and its
+/// broadcasts to one group, arrive in the order sent, on every layer (the conformance suite
+/// checks zero inversions under concurrent senders). Messages of different senders interleave.
+/// (On a pub/sub ring of several hosts, a direct message and a broadcast may travel through
+/// different hosts and so may swap with each other.)
+///
+/// **Losses** are never silent: every message a layer gives up on is counted in
+/// [`stats`](ChannelLayer::stats) under a [`DropReason`] and logged (rate-limited), and a backend
+/// outage shows in [`health`](ChannelLayer::health).
 #[async_trait::async_trait]
 pub trait ChannelLayer: Send + Sync + 'static {
     /// Creates a channel owned by this process and returns its inbox. Dropping the inbox
