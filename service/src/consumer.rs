@@ -105,7 +105,15 @@ pub trait Consumer: Send + Sync + 'static {
     /// Why a handler failed.
     type Error: std::fmt::Display + Send;
 
-    /// After the handshake: join groups, greet others.
+    /// Before the upgrade: whether this client may connect (chanx's authenticator). An `Err`
+    /// refuses the handshake with HTTP 403 and the reason as the body, so the client learns why
+    /// instead of seeing a socket open and die. The default admits everyone.
+    fn authenticate(&self, handshake: &Handshake<'_>) -> Result<(), String> {
+        let _ = handshake;
+        Ok(())
+    }
+
+    /// After authentication and the upgrade: join groups, greet others.
     fn on_connect(
         &self,
         conn: &mut Connection<Self::Outgoing>,
@@ -128,6 +136,15 @@ pub trait Consumer: Send + Sync + 'static {
     /// The frames the app sends when `SEND_COMPLETION` is on: after a handled frame, and after a
     /// delivered broadcast.
     fn completion_frames() -> (Self::Outgoing, Self::Outgoing);
+}
+
+/// What a consumer can see of a handshake when deciding whether to admit it.
+#[derive(Debug, Clone, Copy)]
+pub struct Handshake<'a> {
+    /// The request's headers (cookies, authorization, origin, ...).
+    pub headers: &'a axum::http::HeaderMap,
+    /// The request path.
+    pub path: &'a str,
 }
 
 /// What the writer task sends.

@@ -21,6 +21,8 @@ pub enum Refusal {
     Origin,
     /// The connection cap was reached (HTTP 503).
     Capacity,
+    /// The consumer's `authenticate` hook refused it (HTTP 403).
+    Unauthenticated,
 }
 
 impl Refusal {
@@ -29,6 +31,7 @@ impl Refusal {
             Self::RoomName => "room_name",
             Self::Origin => "origin",
             Self::Capacity => "capacity",
+            Self::Unauthenticated => "unauthenticated",
         }
     }
 }

@@ -26,7 +26,7 @@ use room_chat_protocol::room_chat::Params;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::consumer::{self, ConnectionSettings};
+use crate::consumer::{self, ConnectionSettings, Consumer as _};
 use crate::metrics::{Metrics, Refusal};
 use crate::room_chat::RoomChatConsumer;
 use crate::shutdown::Shutdown;
@@ -190,6 +190,7 @@ impl Drop for Admission {
 async fn room_chat_socket(
     State(state): State<AppState>,
     Path(room_name): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -214,6 +215,14 @@ async fn room_chat_socket(
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
     let consumer = RoomChatConsumer::new(Params { room_name });
+    let handshake = consumer::Handshake {
+        headers: &headers,
+        path: uri.path(),
+    };
+    if let Err(reason) = consumer.authenticate(&handshake) {
+        state.metrics.refused(Refusal::Unauthenticated);
+        return (StatusCode::FORBIDDEN, reason).into_response();
+    }
     let config = &state.config;
     upgrade
         .read_buffer_size(config.read_buffer_bytes)
