@@ -138,12 +138,16 @@ impl RedisServer {
             .await?;
         let mut reply = Vec::new();
         let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
         loop {
             match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
                 Ok(Ok(0)) | Err(_) if !reply.is_empty() => break,
                 Ok(Ok(0)) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no reply")),
                 Ok(Ok(n)) => reply.extend_from_slice(&buf[..n]),
                 Ok(Err(e)) => return Err(e),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "no reply"));
+                }
                 Err(_) => {}
             }
         }
