@@ -1,0 +1,801 @@
+//! The standard benchmark matrix behind `make bench`: the service on each channel layer next to
+//! the reference server, measured in the same run, written up as a Markdown report with ratios.
+//!
+//! ```text
+//! make bench                                   # builds, runs everything (~10 min on 2 cores)
+//! target/release/bench-matrix --duration 2     # shorter cells
+//! target/release/bench-matrix --only fixed     # only cells whose name contains "fixed"
+//! ```
+//!
+//! It starts its own `redis-server` on a free port and a fresh server process per cell (so one
+//! cell's teardown never weighs on the next, and memory figures start from a clean baseline),
+//! runs the load generator in this process, and writes `target/bench/report.md`,
+//! `target/bench/results.json` and one latency-percentile chart per room size
+//! (`target/bench/latency-<members>.svg`). Server logs go to `target/bench/logs/`.
+//!
+//! Matrix: layers memory (`CHAT_LAYER=chat`, no Redis), Redis pub/sub (`chat`), Redis queue
+//! (`queue`), and two service processes on one Redis pub/sub; rooms of 10, 100 and 1,000
+//! members; a fixed rate and saturation; 10,000 idle connections; 19,000 connections in one
+//! process; connection churn.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use room_chat_bench::client::{raise_open_files, Endpoints};
+use room_chat_bench::{churn, fanout, idle, process};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench-matrix",
+    about = "Runs the standard benchmark matrix and writes the report"
+)]
+struct Args {
+    /// The service binary.
+    #[arg(long, default_value = "target/release/room-chat")]
+    service_bin: PathBuf,
+    /// The reference server binary.
+    #[arg(long, default_value = "target/release/reference-server")]
+    reference_bin: PathBuf,
+    /// `redis-server` to start.
+    #[arg(long, default_value = "redis-server")]
+    redis_server: String,
+    /// Where the report goes.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Measured seconds per fan-out cell.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Warm-up seconds per fan-out cell.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Idle connections held.
+    #[arg(long, default_value_t = 10_000)]
+    idle_connections: usize,
+    /// Connections for the one-process capacity cell.
+    #[arg(long, default_value_t = 19_000)]
+    capacity_connections: usize,
+    /// Only run cells whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// A server setup under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+enum Target {
+    Reference,
+    Memory,
+    PubSub,
+    Queue,
+    PubSubTwo,
+}
+
+impl Target {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Reference => "reference",
+            Self::Memory => "memory",
+            Self::PubSub => "redis pub/sub",
+            Self::Queue => "redis queue",
+            Self::PubSubTwo => "pub/sub, 2 procs",
+        }
+    }
+}
+
+/// A room shape: rooms × members, senders per room, and the fixed rate in deliveries/s.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    rooms: usize,
+    members: usize,
+    senders: usize,
+    fixed_deliveries_per_s: f64,
+}
+
+const SHAPES: [Shape; 3] = [
+    Shape {
+        rooms: 10,
+        members: 10,
+        senders: 2,
+        fixed_deliveries_per_s: 20_000.0,
+    },
+    Shape {
+        rooms: 1,
+        members: 100,
+        senders: 4,
+        fixed_deliveries_per_s: 100_000.0,
+    },
+    Shape {
+        rooms: 1,
+        members: 1000,
+        senders: 1,
+        fixed_deliveries_per_s: 100_000.0,
+    },
+];
+
+/// Server processes of one cell, killed on drop.
+struct Servers {
+    children: Vec<Child>,
+    urls: Vec<String>,
+}
+
+impl Servers {
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_for_port(port: u16, child: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("server exited before listening: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("nothing listening on port {port} after 15 s")
+}
+
+struct Matrix {
+    args: Args,
+    redis_url: String,
+    logs: PathBuf,
+    results: Vec<Value>,
+}
+
+impl Matrix {
+    async fn start(&self, target: Target, cell: &str) -> anyhow::Result<Servers> {
+        let processes = if target == Target::PubSubTwo { 2 } else { 1 };
+        let mut servers = Servers {
+            children: Vec::new(),
+            urls: Vec::new(),
+        };
+        for index in 0..processes {
+            let port = free_port()?;
+            let log = std::fs::File::create(self.logs.join(format!("{cell}-{index}.log")))?;
+            let mut command = match target {
+                Target::Reference => {
+                    let mut c = Command::new(&self.args.reference_bin);
+                    c.arg("--port").arg(port.to_string());
+                    c
+                }
+                _ => {
+                    let mut c = Command::new(&self.args.service_bin);
+                    c.arg("--port").arg(port.to_string());
+                    c.env("RUST_LOG", "warn").env("MAX_CONNECTIONS", "20000");
+                    match target {
+                        Target::Memory => {
+                            c.env_remove("REDIS_URL").env("CHAT_LAYER", "chat");
+                        }
+                        Target::Queue => {
+                            c.env("REDIS_URL", &self.redis_url)
+                                .env("CHAT_LAYER", "queue");
+                        }
+                        _ => {
+                            c.env("REDIS_URL", &self.redis_url)
+                                .env("CHAT_LAYER", "chat");
+                        }
+                    }
+                    c
+                }
+            };
+            command
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true);
+            let mut child = command
+                .spawn()
+                .with_context(|| format!("starting {}", target.label()))?;
+            wait_for_port(port, &mut child).await?;
+            servers.children.push(child);
+            servers.urls.push(format!("ws://127.0.0.1:{port}"));
+        }
+        Ok(servers)
+    }
+
+    fn wanted(&self, cell: &str) -> bool {
+        self.args
+            .only
+            .as_deref()
+            .is_none_or(|only| cell.contains(only))
+    }
+
+    async fn fanout(&mut self, kind: &str, target: Target, shape: Shape) -> anyhow::Result<()> {
+        let cell = format!(
+            "{kind}-{}-{}",
+            shape.members,
+            target.label().replace([' ', '/', ','], "_")
+        );
+        if !self.wanted(&cell) {
+            return Ok(());
+        }
+        eprintln!("== {cell}");
+        let servers = self.start(target, &cell).await?;
+        let pids = servers.pids();
+        let rate = if kind == "fixed" {
+            shape.fixed_deliveries_per_s / shape.members as f64
+        } else {
+            0.0
+        };
+        let options = fanout::FanoutOptions {
+            endpoints: Endpoints {
+                urls: servers.urls.clone(),
+                source_ips: 1,
+            },
+            rooms: shape.rooms,
+            members: shape.members,
+            senders: shape.senders,
+            rate,
+            window: 16,
+            duration: Duration::from_secs_f64(self.args.duration),
+            warmup: Duration::from_secs_f64(self.args.warmup),
+            progress: true,
+            ..fanout::FanoutOptions::new(servers.urls.clone())
+        };
+        let cpu_before = process::total_cpu_seconds(&pids).unwrap_or_default();
+        let started = Instant::now();
+        let report = fanout::run(&options).await;
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = process::total_cpu_seconds(&pids).unwrap_or_default() - cpu_before;
+        let rss = process::total_rss_kib(&pids).ok();
+        drop(servers);
+        let value = match report {
+            Ok(report) => serde_json::to_value(&report)?,
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        eprintln!("   {}", summary_line(&value));
+        self.results.push(json!({
+            "cell": cell, "kind": kind, "target": target.label(), "members": shape.members,
+            "server_cpu_s": cpu, "wall_s": wall, "server_rss_kib": rss, "report": value,
+        }));
+        Ok(())
+    }
+
+    async fn idle(&mut self, kind: &str, target: Target, connections: usize) -> anyhow::Result<()> {
+        let cell = format!("{kind}-{}", target.label().replace([' ', '/', ','], "_"));
+        if !self.wanted(&cell) {
+            return Ok(());
+        }
+        eprintln!("== {cell}");
+        let servers = self.start(target, &cell).await?;
+        let options = idle::IdleOptions {
+            server_pids: servers.pids(),
+            hold: Duration::from_secs(2),
+            ..idle::IdleOptions::new(servers.urls.clone(), connections)
+        };
+        let report = idle::run(&options).await;
+        drop(servers);
+        let value = serde_json::to_value(&report)?;
+        eprintln!(
+            "   connected {} alive {} KiB/conn {:?}",
+            report.connected, report.alive_after_hold, report.kib_per_connection
+        );
+        self.results
+            .push(json!({ "cell": cell, "kind": kind, "target": target.label(), "report": value }));
+        Ok(())
+    }
+
+    async fn churn(&mut self, target: Target) -> anyhow::Result<()> {
+        let cell = format!("churn-{}", target.label().replace([' ', '/', ','], "_"));
+        if !self.wanted(&cell) {
+            return Ok(());
+        }
+        eprintln!("== {cell}");
+        let servers = self.start(target, &cell).await?;
+        let options = churn::ChurnOptions {
+            duration: Duration::from_secs(3),
+            ..churn::ChurnOptions::new(servers.urls.clone(), 300.0)
+        };
+        let value = match churn::run(&options).await {
+            Ok(report) => serde_json::to_value(&report)?,
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        drop(servers);
+        self.results.push(
+            json!({ "cell": cell, "kind": "churn", "target": target.label(), "report": value }),
+        );
+        Ok(())
+    }
+}
+
+fn summary_line(value: &Value) -> String {
+    if let Some(error) = value.get("error") {
+        return format!("error: {error}");
+    }
+    format!(
+        "{:.0} deliveries/s, p50 {} µs, p99 {} µs, lost {}, dup {}, inv {}, leaks {}, closed {}",
+        value["deliveries_per_s"].as_f64().unwrap_or_default(),
+        value["latency"]["p50_us"],
+        value["latency"]["p99_us"],
+        value["lost"],
+        value["duplicates"],
+        value["inversions"],
+        value["leaks"],
+        value["closed_by_server"],
+    )
+}
+
+/// A private `redis-server` on a free port, without persistence.
+async fn start_redis(bin: &str, dir: &Path) -> anyhow::Result<(Child, String)> {
+    let port = free_port()?;
+    let mut child = Command::new(bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--maxclients", "10000"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {bin}"))?;
+    wait_for_port(port, &mut child).await?;
+    Ok((child, format!("redis://127.0.0.1:{port}/")))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let limit = raise_open_files(65_536)?;
+    if limit < 45_000 {
+        eprintln!("warning: open-file limit {limit}; the capacity cell needs ~40,000 (run as root or raise `ulimit -n`)");
+    }
+    let logs = args.out.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let (_redis, redis_url) = start_redis(&args.redis_server, &logs).await?;
+    let began = Instant::now();
+    let mut matrix = Matrix {
+        args,
+        redis_url,
+        logs,
+        results: Vec::new(),
+    };
+    let targets = [
+        Target::Reference,
+        Target::Memory,
+        Target::PubSub,
+        Target::Queue,
+        Target::PubSubTwo,
+    ];
+    for shape in SHAPES {
+        for kind in ["saturation", "fixed"] {
+            for target in targets {
+                matrix.fanout(kind, target, shape).await?;
+            }
+        }
+    }
+    let idle_connections = matrix.args.idle_connections;
+    for target in [
+        Target::Reference,
+        Target::Memory,
+        Target::PubSub,
+        Target::Queue,
+    ] {
+        matrix.idle("idle", target, idle_connections).await?;
+    }
+    let capacity = matrix.args.capacity_connections;
+    for target in [Target::Reference, Target::Memory] {
+        matrix.idle("capacity", target, capacity).await?;
+    }
+    for target in targets {
+        matrix.churn(target).await?;
+    }
+    let elapsed = began.elapsed();
+    let out = matrix.args.out.clone();
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&matrix.results)?,
+    )?;
+    let markdown = report::render(&matrix.results, &matrix.args, elapsed, &out)?;
+    std::fs::write(out.join("report.md"), &markdown)?;
+    println!("{markdown}");
+    eprintln!("report: {}", out.join("report.md").display());
+    Ok(())
+}
+
+/// The Markdown report and the SVG charts.
+mod report {
+    use super::*;
+
+    fn find<'a>(
+        results: &'a [Value],
+        kind: &str,
+        target: &str,
+        members: Option<usize>,
+    ) -> Option<&'a Value> {
+        results.iter().find(|r| {
+            r["kind"] == kind
+                && r["target"] == target
+                && members.is_none_or(|m| r["members"].as_u64() == Some(m as u64))
+        })
+    }
+
+    fn f(value: &Value) -> f64 {
+        value.as_f64().unwrap_or(f64::NAN)
+    }
+
+    fn ratio(a: f64, b: f64) -> String {
+        if a.is_finite() && b.is_finite() && b > 0.0 {
+            format!("{:.2}×", a / b)
+        } else {
+            "–".into()
+        }
+    }
+
+    fn count(v: f64) -> String {
+        if !v.is_finite() {
+            return "–".into();
+        }
+        if v >= 10_000.0 {
+            format!("{:.0}k", v / 1000.0)
+        } else {
+            format!("{v:.0}")
+        }
+    }
+
+    pub(super) fn render(
+        results: &[Value],
+        args: &Args,
+        elapsed: Duration,
+        out: &Path,
+    ) -> anyhow::Result<String> {
+        let mut md = String::new();
+        let targets = [
+            "reference",
+            "memory",
+            "redis pub/sub",
+            "redis queue",
+            "pub/sub, 2 procs",
+        ];
+        writeln!(md, "# room-chat benchmark report\n")?;
+        writeln!(
+            md,
+            "Machine: {} cores, {}. Load generator, servers and Redis share the machine. Cells of {} s after {} s warm-up; whole run {:.0} s. Ratios are to the reference server of the same run (`bench/src/reference.rs`): a minimal tokio-tungstenite broadcast server without JSON or channel layers.\n",
+            std::thread::available_parallelism().map(usize::from).unwrap_or(0),
+            std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| format!("Linux {}", s.trim())).unwrap_or_default(),
+            args.duration,
+            args.warmup,
+            elapsed.as_secs_f64()
+        )?;
+        for kind in ["saturation", "fixed"] {
+            if kind == "saturation" {
+                writeln!(
+                    md,
+                    "## Saturation (closed loop: 16 messages in flight per sender)\n"
+                )?;
+            } else {
+                writeln!(md, "## Fixed rate\n")?;
+            }
+            writeln!(md, "| room | target | deliveries/s | × ref | p50 µs | p90 µs | p99 µs | max µs | p99 × ref | server CPU | deliveries per CPU-s | × ref | lost | dup | inv | leaks | closed |")?;
+            writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+            for shape in SHAPES {
+                let reference = find(results, kind, "reference", Some(shape.members));
+                let ref_rate = reference.map_or(f64::NAN, |r| f(&r["report"]["deliveries_per_s"]));
+                let ref_p99 = reference.map_or(f64::NAN, |r| f(&r["report"]["latency"]["p99_us"]));
+                let ref_eff = reference.map_or(f64::NAN, |r| {
+                    f(&r["report"]["deliveries_per_s"]) * f(&r["report"]["duration_s"])
+                        / f(&r["server_cpu_s"])
+                });
+                for target in targets {
+                    let Some(cell) = find(results, kind, target, Some(shape.members)) else {
+                        continue;
+                    };
+                    let r = &cell["report"];
+                    let room = if kind == "fixed" {
+                        format!(
+                            "{}×{} ({} senders each), {} deliveries/s",
+                            shape.rooms,
+                            shape.members,
+                            shape.senders,
+                            count(shape.fixed_deliveries_per_s)
+                        )
+                    } else {
+                        format!(
+                            "{}×{} ({} senders each)",
+                            shape.rooms, shape.members, shape.senders
+                        )
+                    };
+                    if let Some(error) = r.get("error") {
+                        writeln!(md, "| {room} | {target} | error: {error} |||||||||||||||")?;
+                        continue;
+                    }
+                    let rate = f(&r["deliveries_per_s"]);
+                    let p99 = f(&r["latency"]["p99_us"]);
+                    let cpu = f(&cell["server_cpu_s"]);
+                    let wall = f(&r["duration_s"]);
+                    let eff = rate * wall / cpu;
+                    writeln!(
+                        md,
+                        "| {room} | {target} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} | {} | {} | {} |",
+                        count(rate), ratio(rate, ref_rate),
+                        r["latency"]["p50_us"], r["latency"]["p90_us"], r["latency"]["p99_us"], r["latency"]["max_us"],
+                        ratio(p99, ref_p99),
+                        100.0 * cpu / f(&cell["wall_s"]),
+                        count(eff), ratio(eff, ref_eff),
+                        r["lost"], r["duplicates"], r["inversions"], r["leaks"], r["closed_by_server"],
+                    )?;
+                }
+            }
+            writeln!(md)?;
+        }
+        writeln!(md, "Server CPU is the share of one core the server process(es) used over the whole cell (connect, warm-up, measure, drain); deliveries per CPU-second divide the measured rate by it, which matters when the load generator and the server compete for two cores.\n")?;
+
+        writeln!(md, "## Connections\n")?;
+        writeln!(md, "| cell | target | requested | connected | alive after hold | connects/s | server RSS before → loaded (KiB) | KiB per connection | first error |")?;
+        writeln!(md, "|---|---|---:|---:|---:|---:|---|---:|---|")?;
+        for kind in ["idle", "capacity"] {
+            for target in targets {
+                let Some(cell) = find(results, kind, target, None) else {
+                    continue;
+                };
+                let r = &cell["report"];
+                writeln!(
+                    md,
+                    "| {kind} | {target} | {} | {} | {} | {:.0} | {} → {} | {:.2} | {} |",
+                    r["requested"],
+                    r["connected"],
+                    r["alive_after_hold"],
+                    f(&r["connects_per_s"]),
+                    r["baseline_rss_kib"],
+                    r["loaded_rss_kib"],
+                    f(&r["kib_per_connection"]),
+                    r["first_error"].as_str().unwrap_or(""),
+                )?;
+            }
+        }
+        writeln!(md, "\n## Churn (connect, ping/pong, close at 300/s for 3 s; 4 rooms with an observer each)\n")?;
+        writeln!(md, "| target | completed/s | failed | join notices | leave notices | owed each | connect p50 µs | p99 µs |")?;
+        writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+        for target in targets {
+            let Some(cell) = find(results, "churn", target, None) else {
+                continue;
+            };
+            let r = &cell["report"];
+            writeln!(
+                md,
+                "| {target} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                f(&r["completed_per_s"]),
+                r["failed"],
+                r["join_notices"],
+                r["leave_notices"],
+                r["expected_notices"],
+                r["connect_latency"]["p50_us"],
+                r["connect_latency"]["p99_us"],
+            )?;
+        }
+
+        writeln!(md, "\n## Targets\n")?;
+        writeln!(md, "| target | figure | holds |")?;
+        writeln!(md, "|---|---|---|")?;
+        let sat = |target: &str, members: usize| {
+            find(results, "saturation", target, Some(members))
+                .map_or(f64::NAN, |c| f(&c["report"]["deliveries_per_s"]))
+        };
+        for (label, target, want) in [
+            ("in-memory saturation ≥ 0.8× reference", "memory", 0.8),
+            (
+                "Redis pub/sub saturation ≥ 0.6× reference",
+                "redis pub/sub",
+                0.6,
+            ),
+        ] {
+            let figures: Vec<String> = SHAPES
+                .iter()
+                .map(|s| {
+                    format!(
+                        "room of {}: {}",
+                        s.members,
+                        ratio(sat(target, s.members), sat("reference", s.members))
+                    )
+                })
+                .collect();
+            let holds = SHAPES
+                .iter()
+                .all(|s| sat(target, s.members) / sat("reference", s.members) >= want);
+            writeln!(md, "| {label} | {} | {} |", figures.join(", "), yes(holds))?;
+        }
+        let p99 = |target: &str| {
+            find(results, "fixed", target, Some(100))
+                .map_or(f64::NAN, |c| f(&c["report"]["latency"]["p99_us"]))
+        };
+        let p99_figures: Vec<String> = ["memory", "redis pub/sub", "redis queue"]
+            .iter()
+            .map(|t| format!("{t}: {}", ratio(p99(t), p99("reference"))))
+            .collect();
+        writeln!(
+            md,
+            "| p99 at 100k deliveries/s, room of 100 ≤ 1.5× reference (memory) | {} | {} |",
+            p99_figures.join(", "),
+            yes(p99("memory") / p99("reference") <= 1.5)
+        )?;
+        let idle_kib = find(results, "idle", "memory", None)
+            .map_or(f64::NAN, |c| f(&c["report"]["kib_per_connection"]));
+        writeln!(
+            md,
+            "| idle connection ≤ 8 KiB RSS (memory layer) | {idle_kib:.2} KiB | {} |",
+            yes(idle_kib <= 8.0)
+        )?;
+        let held = find(results, "capacity", "memory", None)
+            .map_or(0, |c| c["report"]["alive_after_hold"].as_u64().unwrap_or(0));
+        writeln!(
+            md,
+            "| ≥ 19,000 concurrent connections in one process | {held} held and answering | {} |",
+            yes(held >= 19_000)
+        )?;
+        let mut clean = true;
+        let mut notes = Vec::new();
+        for cell in results
+            .iter()
+            .filter(|c| c["kind"] == "fixed" && c["target"] != "reference")
+        {
+            let r = &cell["report"];
+            let members = cell["members"].as_u64().unwrap_or(0) as usize;
+            let saturated = sat(cell["target"].as_str().unwrap_or(""), members);
+            let rate = SHAPES
+                .iter()
+                .find(|s| s.members == members)
+                .map_or(0.0, |s| s.fixed_deliveries_per_s);
+            let bad = r["lost"].as_u64() != Some(0) || r["inversions"].as_u64() != Some(0);
+            if bad {
+                if rate < saturated {
+                    clean = false;
+                }
+                notes.push(format!(
+                    "{} room of {members}: lost {}, inversions {} ({})",
+                    cell["target"].as_str().unwrap_or(""),
+                    r["lost"],
+                    r["inversions"],
+                    if rate < saturated {
+                        "below saturation"
+                    } else {
+                        "at or above saturation"
+                    }
+                ));
+            }
+        }
+        writeln!(
+            md,
+            "| zero loss, zero inversions at every fixed rate below saturation | {} | {} |",
+            if notes.is_empty() {
+                "all clean".to_owned()
+            } else {
+                notes.join("; ")
+            },
+            yes(clean)
+        )?;
+
+        writeln!(md, "\n## Latency percentiles at a fixed rate\n")?;
+        for shape in SHAPES {
+            let name = format!("latency-{}.svg", shape.members);
+            let svg = chart(results, shape, &targets);
+            std::fs::write(out.join(&name), svg)?;
+            writeln!(md, "![latency, room of {}]({name})\n", shape.members)?;
+        }
+        writeln!(md, "Raw figures: `results.json`; server logs: `logs/`.")?;
+        Ok(md)
+    }
+
+    fn yes(holds: bool) -> &'static str {
+        if holds {
+            "yes"
+        } else {
+            "**no**"
+        }
+    }
+
+    /// A hand-written SVG: latency (log scale) against percentile (0 to 99.99, then max), one
+    /// line per target.
+    fn chart(results: &[Value], shape: Shape, targets: &[&str]) -> String {
+        const W: f64 = 720.0;
+        const H: f64 = 360.0;
+        const LEFT: f64 = 70.0;
+        const RIGHT: f64 = 170.0;
+        const TOP: f64 = 40.0;
+        const BOTTOM: f64 = 50.0;
+        let colours = ["#222222", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+        let series: Vec<(&str, Vec<(f64, f64)>)> = targets
+            .iter()
+            .filter_map(|t| {
+                let cell = find(results, "fixed", t, Some(shape.members))?;
+                let curve = cell["report"]["latency"]["curve"].as_array()?;
+                let points = curve
+                    .iter()
+                    .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?.max(1.0))))
+                    .collect::<Vec<_>>();
+                (!points.is_empty()).then_some((*t, points))
+            })
+            .collect();
+        let max = series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|&(_, v)| v))
+            .fold(10.0, f64::max);
+        let top_decade = max.log10().ceil().max(1.0);
+        let x_of =
+            |i: usize, n: usize| LEFT + (W - LEFT - RIGHT) * i as f64 / (n.max(2) - 1) as f64;
+        let y_of = |v: f64| TOP + (H - TOP - BOTTOM) * (1.0 - v.log10() / top_decade);
+        let mut svg = format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="22" font-size="14">Send→receive latency, {}×{} members, {} deliveries/s</text>"##,
+            shape.rooms, shape.members, shape.fixed_deliveries_per_s
+        );
+        for decade in 0..=top_decade as i32 {
+            let y = y_of(10f64.powi(decade));
+            let label = match decade {
+                0..=2 => format!("{} µs", 10i64.pow(decade as u32)),
+                3..=5 => format!("{} ms", 10i64.pow(decade as u32 - 3)),
+                _ => format!("{} s", 10i64.pow(decade as u32 - 6)),
+            };
+            let _ = write!(
+                svg,
+                r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{label}</text>"##,
+                W - RIGHT,
+                LEFT - 6.0,
+                y + 4.0
+            );
+        }
+        if let Some((_, points)) = series.first() {
+            for (i, (p, _)) in points.iter().enumerate() {
+                let x = x_of(i, points.len());
+                let label = if i + 1 == points.len() {
+                    "max".to_owned()
+                } else {
+                    format!("p{p}")
+                };
+                let _ = write!(
+                    svg,
+                    r##"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{label}</text>"##,
+                    H - BOTTOM,
+                    H - BOTTOM + 16.0
+                );
+            }
+        }
+        for (n, (name, points)) in series.iter().enumerate() {
+            let colour = colours[n % colours.len()];
+            let path: Vec<String> = points
+                .iter()
+                .enumerate()
+                .map(|(i, &(_, v))| format!("{:.1},{:.1}", x_of(i, points.len()), y_of(v)))
+                .collect();
+            let _ = write!(
+                svg,
+                r##"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"##,
+                path.join(" ")
+            );
+            let y = TOP + 18.0 * n as f64;
+            let _ = write!(
+                svg,
+                r##"<line x1="{}" x2="{}" y1="{y}" y2="{y}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{name}</text>"##,
+                W - RIGHT + 12.0,
+                W - RIGHT + 32.0,
+                W - RIGHT + 38.0,
+                y + 4.0
+            );
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+}

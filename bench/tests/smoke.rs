@@ -1,0 +1,126 @@
+//! Smoke test of the load generator: tiny runs against the service (in-memory layer and Redis
+//! pub/sub, in process) and the reference server, checking behaviour only: every message
+//! arrives once, in order, in its own room. Speed is never asserted; `make bench` reports it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use room_chat::{Config, RunningServer};
+use room_chat_bench::fanout::{self, FanoutOptions, FanoutReport};
+use room_chat_bench::reference::{ReferenceServer, ReferenceSettings};
+use room_chat_bench::{churn, idle};
+use room_chat_layers::testing::RedisServer;
+use room_chat_layers::LayerRegistry;
+
+async fn service(redis_url: Option<String>) -> RunningServer {
+    let config = Config {
+        host: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        redis_url,
+        shutdown_drain_ms: 50,
+        shutdown_timeout_secs: 2,
+        ..Config::default()
+    };
+    let layers = LayerRegistry::standard(config.redis_url.as_deref()).unwrap();
+    RunningServer::start(config, layers).await.unwrap()
+}
+
+/// Two rooms of three, two senders each: a fixed-rate run, then a short saturation run.
+async fn fanout_is_clean(url: String) {
+    for rate in [200.0, 0.0] {
+        let options = FanoutOptions {
+            rooms: 2,
+            members: 3,
+            senders: 2,
+            rate,
+            window: 4,
+            duration: Duration::from_millis(500),
+            warmup: Duration::from_millis(100),
+            progress: false,
+            ..FanoutOptions::new(vec![url.clone()])
+        };
+        let report: FanoutReport = fanout::run(&options).await.unwrap();
+        assert!(report.sent > 0, "{report:?}");
+        assert_eq!(report.expected_deliveries, report.sent * 3, "{report:?}");
+        assert_eq!(report.delivered, report.expected_deliveries, "{report:?}");
+        assert_eq!(
+            (
+                report.lost,
+                report.duplicates,
+                report.inversions,
+                report.leaks,
+                report.closed_by_server
+            ),
+            (0, 0, 0, 0, 0),
+            "{report:?}"
+        );
+        assert!(report.latency.count > 0, "{report:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_sees_a_clean_service_on_memory() {
+    let server = service(None).await;
+    let url = format!("ws://{}", server.addr);
+    fanout_is_clean(url.clone()).await;
+
+    let idle = idle::run(&idle::IdleOptions {
+        hold: Duration::from_millis(100),
+        server_pids: vec![std::process::id()],
+        progress: false,
+        ..idle::IdleOptions::new(vec![url.clone()], 20)
+    })
+    .await;
+    assert_eq!(
+        (idle.connected, idle.alive_after_hold),
+        (20, 20),
+        "{idle:?}"
+    );
+    assert!(idle.kib_per_connection.is_some(), "{idle:?}");
+
+    let churn = churn::run(&churn::ChurnOptions {
+        duration: Duration::from_millis(300),
+        rooms: 2,
+        progress: false,
+        ..churn::ChurnOptions::new(vec![url], 50.0)
+    })
+    .await
+    .unwrap();
+    assert!(churn.completed > 0, "{churn:?}");
+    assert_eq!(churn.failed, 0, "{churn:?}");
+    assert_eq!(
+        (churn.join_notices, churn.leave_notices),
+        (churn.completed, churn.completed),
+        "{churn:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_sees_a_clean_service_on_redis_pubsub() {
+    let redis = RedisServer::start().await.unwrap();
+    let server = service(Some(redis.url())).await;
+    fanout_is_clean(format!("ws://{}", server.addr)).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_sees_a_clean_reference_server() {
+    let server =
+        ReferenceServer::start("127.0.0.1:0".parse().unwrap(), ReferenceSettings::default())
+            .await
+            .unwrap();
+    let url = format!("ws://{}", server.addr);
+    fanout_is_clean(url.clone()).await;
+    let churn = churn::run(&churn::ChurnOptions {
+        duration: Duration::from_millis(300),
+        rooms: 2,
+        progress: false,
+        ..churn::ChurnOptions::new(vec![url], 50.0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(churn.failed, 0, "{churn:?}");
+    assert_eq!(churn.leave_notices, churn.completed, "{churn:?}");
+    server.stop().await;
+}
