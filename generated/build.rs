@@ -1,5 +1,6 @@
-//! Generates the protocol from `../asyncapi.yaml` on every build where the document (or the
-//! generator) changed, so editing the spec and running `cargo build` is all it takes.
+//! Generates the protocol, the HTML docs and the typed client from `../asyncapi.yaml` on every
+//! build where the document (or the generator) changed, so editing the spec and running
+//! `cargo build` is all it takes.
 //!
 //! A document the generator refuses fails the build with the generator's message, which names
 //! the JSON pointer of the problem.
@@ -19,13 +20,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let files = match asyncapi_codegen::generate(&spec, asyncapi_codegen::Target::Rust) {
-        Ok(files) => files,
-        Err(e) => {
-            println!("cargo::error=asyncapi.yaml: {e}");
-            return ExitCode::FAILURE;
+    use asyncapi_codegen::Target;
+    let mut files = Vec::new();
+    for target in [Target::Rust, Target::Html, Target::Client] {
+        match asyncapi_codegen::generate(&spec, target) {
+            Ok(generated) => files.extend(generated),
+            Err(e) => {
+                println!("cargo::error=asyncapi.yaml: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-    };
+    }
     for file in files {
         let path = out_dir.join(&file.path);
         if let Err(e) = std::fs::write(&path, file.contents) {

@@ -21,6 +21,41 @@ pub struct Api {
     pub channels: Vec<Channel>,
     /// Servers in document order.
     pub servers: Vec<Server>,
+    /// Tags declared in `info.tags`, in document order.
+    pub tags: Vec<Tag>,
+    /// `info.contact`.
+    pub contact: Option<Contact>,
+    /// `info.license`.
+    pub license: Option<License>,
+}
+
+/// A tag declared in `info.tags`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tag {
+    /// The name operations refer to.
+    pub name: String,
+    /// Markdown description.
+    pub description: Option<String>,
+}
+
+/// Who to ask about the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contact {
+    /// A person or team.
+    pub name: Option<String>,
+    /// A web page.
+    pub url: Option<String>,
+    /// An email address.
+    pub email: Option<String>,
+}
+
+/// The API's license.
+#[derive(Debug, Clone, Serialize)]
+pub struct License {
+    /// Its name.
+    pub name: String,
+    /// Where its text is.
+    pub url: Option<String>,
 }
 
 /// A server.

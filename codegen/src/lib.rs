@@ -1,5 +1,6 @@
 //! Generates code from AsyncAPI 3.0 documents: a Rust protocol crate (payload types, direction
-//! enums, a handler trait and a dispatcher) and, for clients, a typed module.
+//! enums, a handler trait and a dispatcher), an HTML documentation page, and a typed client
+//! module for browsers and Node (JavaScript with TypeScript declarations).
 //!
 //! The generator is a pure function: document text in, files out, the same bytes for the same
 //! input, no I/O. The build script of the protocol crate and the `asyncapi-codegen` CLI are thin
@@ -12,7 +13,9 @@
 //! assert!(files[0].contents.contains("pub trait Handler"));
 //! ```
 
+mod client;
 pub mod error;
+mod html;
 pub mod ir;
 mod lower;
 pub mod model;
@@ -27,6 +30,12 @@ pub enum Target {
     /// One Rust source file (`protocol.rs`) to `include!` in a crate that depends on serde,
     /// serde_json and schemars.
     Rust,
+    /// One self-contained HTML documentation page (`docs.html`): no scripts, no external
+    /// resources, Markdown rendered with raw HTML escaped.
+    Html,
+    /// A typed WebSocket client for browsers and Node: an ES module (`client.js`) and its
+    /// TypeScript declarations (`client.d.ts`).
+    Client,
 }
 
 impl std::str::FromStr for Target {
@@ -34,7 +43,11 @@ impl std::str::FromStr for Target {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "rust" => Ok(Self::Rust),
-            other => Err(format!("unknown target `{other}`; expected `rust`")),
+            "html" => Ok(Self::Html),
+            "client" => Ok(Self::Client),
+            other => Err(format!(
+                "unknown target `{other}`; expected `rust`, `html` or `client`"
+            )),
         }
     }
 }
@@ -66,5 +79,10 @@ pub fn generate(spec: &str, target: Target) -> Result<Vec<GeneratedFile>, Genera
             path: "protocol.rs".into(),
             contents: rust::render(&api, spec)?,
         }]),
+        Target::Html => Ok(vec![GeneratedFile {
+            path: "docs.html".into(),
+            contents: html::render(&api)?,
+        }]),
+        Target::Client => client::render(&api),
     }
 }

@@ -74,6 +74,24 @@ pub(crate) fn lower(doc: &Document) -> Result<ir::Api> {
         types: lowering.types.into_values().collect(),
         channels,
         servers,
+        tags: doc
+            .info
+            .tags
+            .iter()
+            .map(|t| ir::Tag {
+                name: t.name.clone(),
+                description: t.description.clone(),
+            })
+            .collect(),
+        contact: doc.info.contact.as_ref().map(|c| ir::Contact {
+            name: c.name.clone(),
+            url: c.url.clone(),
+            email: c.email.clone(),
+        }),
+        license: doc.info.license.as_ref().map(|l| ir::License {
+            name: l.name.clone(),
+            url: l.url.clone(),
+        }),
     })
 }
 

@@ -58,6 +58,39 @@ pub struct Info {
     /// Markdown description.
     #[serde(default)]
     pub description: Option<String>,
+    /// Who to ask about the API.
+    #[serde(default)]
+    pub contact: Option<Contact>,
+    /// The API's license.
+    #[serde(default)]
+    pub license: Option<License>,
+    /// Tags with their descriptions, in document order (operations refer to them by name).
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+/// The `info.contact` object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Contact {
+    /// A person or team.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A web page.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// An email address.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// The `info.license` object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct License {
+    /// The license's name (an SPDX expression, often).
+    pub name: String,
+    /// Where its text is.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// A server entry.
