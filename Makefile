@@ -5,12 +5,14 @@ CARGO ?= cargo
 # Where `make generate` writes a readable copy of the generated protocol.
 GENERATED_COPY ?= target/generated
 
-.PHONY: run test check generate docs bench fmt clippy spec-check node-deps help
+.PHONY: run test check generate docs bench fmt clippy spec-check client-types node-test node-deps help
 
 help:
 	@echo "make run       - run the service on http://127.0.0.1:8000 (in-memory layers unless REDIS_URL is set)"
-	@echo "make test      - every test: generator, protocol, layers (real redis-server), end to end"
-	@echo "make check     - formatting, clippy -D warnings, docs, and the official AsyncAPI parser"
+	@echo "make test      - every test: generator, protocol, layers (real redis-server), end to end,"
+	@echo "                 then the Node tests: generated client, chat page in headless Chromium, Modelina"
+	@echo "make check     - formatting, clippy -D warnings, docs, the official AsyncAPI parser, and"
+	@echo "                 tsc --strict on the generated clients"
 	@echo "make generate  - write the generated Rust to $(GENERATED_COPY) and refresh the snapshots"
 	@echo "make docs      - API docs of every crate (target/doc)"
 	@echo "make bench     - layer benchmarks, then the service vs a reference server on every layer (target/bench/report.md; needs redis-server)"
@@ -21,8 +23,15 @@ run:
 test: node-deps
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	$(MAKE) node-test
 
-check: node-deps fmt clippy spec-check docs
+# The generated client against the live service binary, the chat page in headless Chromium
+# (/usr/bin/chromium, or $$CHROMIUM), and Modelina's models of the spec under tsc --strict.
+node-test: node-deps
+	$(CARGO) build -p room-chat
+	node --test clients/client.test.mjs clients/browser.test.mjs clients/modelina.test.mjs
+
+check: node-deps fmt clippy spec-check docs client-types
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -35,6 +44,15 @@ spec-check:
 
 docs:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+# tsc --strict over the generated client of asyncapi.yaml and of every codegen fixture, and over
+# clients/typecheck.ts, which uses the room chat client as an application would.
+client-types: node-deps
+	$(CARGO) run -q -p asyncapi-codegen -- --spec asyncapi.yaml --target client --out target/client/room_chat
+	for spec in codegen/tests/fixtures/*.yaml; do \
+	  $(CARGO) run -q -p asyncapi-codegen -- --spec $$spec --target client --out target/client/$$(basename $$spec .yaml) || exit 1; \
+	done
+	node_modules/.bin/tsc -p clients/tsconfig.json
 
 generate:
 	$(CARGO) run -q -p asyncapi-codegen -- --spec asyncapi.yaml --target rust --out $(GENERATED_COPY)
@@ -54,7 +72,8 @@ bench:
 		--reference-bin $(BENCH_TARGET_DIR)/release/reference-server \
 		--out target/bench $(BENCH_ARGS)
 
-# The official AsyncAPI parser (and later the client tooling) come from npm.
+# The official AsyncAPI parser, TypeScript, Modelina, ws and playwright-core come from npm
+# (playwright-core drives the system's Chromium; it never downloads a browser).
 node-deps: node_modules/.package-lock.json
 
 node_modules/.package-lock.json: package.json package-lock.json

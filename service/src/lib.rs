@@ -8,10 +8,12 @@
 
 pub mod config;
 pub mod consumer;
+pub mod docs;
 pub mod metrics;
 pub mod room_chat;
 pub mod server;
 pub mod shutdown;
+pub mod web;
 
 pub use config::Config;
 pub use server::{AppState, RunningServer};

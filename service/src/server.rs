@@ -123,6 +123,15 @@ pub fn router(state: AppState) -> Router {
         .route("/asyncapi.yaml", get(spec_yaml))
         .route("/asyncapi.json", get(spec_json))
         .route("/asyncapi.client.yaml", get(client_spec_yaml))
+        .route("/asyncapi", get(crate::docs::docs_page))
+        .route("/asyncapi/client.js", get(crate::docs::client_module))
+        .route(
+            "/asyncapi/client.d.ts",
+            get(crate::docs::client_declarations),
+        )
+        .route("/", get(crate::web::chat_page))
+        .route("/assets/chat.js", get(crate::web::chat_script))
+        .route("/assets/chat.css", get(crate::web::chat_stylesheet))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)

@@ -1,0 +1,60 @@
+// Starts the room chat service binary for a Node test and stops it afterwards.
+//
+// The binary is `$ROOM_CHAT_BIN`, or `debug/room-chat` under `$CARGO_TARGET_DIR` (default
+// `target`): `make test` builds it first with `cargo build -p room-chat`. It listens on a free
+// loopback port (`--port 0`) and its log line `listening on http://ADDR` says which.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export function binaryPath() {
+  if (process.env.ROOM_CHAT_BIN) return process.env.ROOM_CHAT_BIN;
+  const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, "target");
+  return path.join(path.resolve(root, targetDir), "debug", "room-chat");
+}
+
+/** A running service: `base` is `http://127.0.0.1:PORT`, `ws` is `ws://127.0.0.1:PORT`. */
+export async function startServer({ port = 0, env = {} } = {}) {
+  // In-memory layers: these tests are about the client and the page, not Redis.
+  const childEnv = { ...process.env, NO_COLOR: "1", RUST_LOG: "info", ...env };
+  delete childEnv.REDIS_URL;
+  const child = spawn(binaryPath(), ["--host", "127.0.0.1", "--port", String(port)], {
+    env: childEnv,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  const address = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in 20 s:\n${log}`)), 20000);
+    const onData = (chunk) => {
+      log += chunk;
+      const match = /listening on http:\/\/([0-9.]+:[0-9]+)/.exec(log);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    child.stdout.setEncoding("utf8").on("data", onData);
+    child.stderr.setEncoding("utf8").on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before listening:\n${log}`));
+    });
+  });
+  return {
+    base: `http://${address}`,
+    ws: `ws://${address}`,
+    port: Number(address.split(":").pop()),
+    log: () => log,
+    /** SIGTERM, then wait for the process to finish its graceful shutdown. */
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10000);
+      await once(child, "exit");
+      clearTimeout(timer);
+    },
+  };
+}
