@@ -477,6 +477,9 @@ async fn send_at_rate(
     outcome
 }
 
+/// How long a saturating sender waits for a free slot before assuming a message was lost.
+const LOST_SLOT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Sends whenever fewer than `window` of this sender's messages are in flight.
 async fn send_saturating(
     mut sink: SplitSink<Ws, Message>,
@@ -497,6 +500,13 @@ async fn send_saturating(
         let permit = tokio::select! {
             permit = window.acquire() => permit,
             () = tokio::time::sleep_until(end) => break,
+            // A message the server lost would hold its slot forever and slowly stall the
+            // window: after half a second without any slot, count one as lost and go on (the
+            // loss itself is counted by the receivers).
+            () = tokio::time::sleep(LOST_SLOT_TIMEOUT) => {
+                window.add_permits(1);
+                continue;
+            }
         };
         let Ok(permit) = permit else { break };
         // The permit comes back when this sender receives its own message.

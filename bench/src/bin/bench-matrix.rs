@@ -255,6 +255,11 @@ impl Matrix {
         let wall = started.elapsed().as_secs_f64();
         let cpu = process::total_cpu_seconds(&pids).unwrap_or_default() - cpu_before;
         let rss = process::total_rss_kib(&pids).ok();
+        let server_drops = if target == Target::Reference {
+            None
+        } else {
+            Some(server_drops(&servers.urls).await)
+        };
         drop(servers);
         let value = match report {
             Ok(report) => serde_json::to_value(&report)?,
@@ -263,7 +268,7 @@ impl Matrix {
         eprintln!("   {}", summary_line(&value));
         self.results.push(json!({
             "cell": cell, "kind": kind, "target": target.label(), "members": shape.members,
-            "server_cpu_s": cpu, "wall_s": wall, "server_rss_kib": rss, "report": value,
+            "server_cpu_s": cpu, "wall_s": wall, "server_rss_kib": rss, "server_drops": server_drops, "report": value,
         }));
         Ok(())
     }
@@ -315,6 +320,43 @@ impl Matrix {
     }
 }
 
+/// Messages the service itself says it dropped or refused (layer drops of every reason, slow
+/// consumers closed), summed over its processes from `/metrics`: explains a loss figure.
+async fn server_drops(urls: &[String]) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut total = 0;
+    for url in urls {
+        let Some(authority) = url.strip_prefix("ws://") else {
+            continue;
+        };
+        let Ok(mut stream) = tokio::net::TcpStream::connect(authority).await else {
+            continue;
+        };
+        let request =
+            format!("GET /metrics HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        let mut body = String::new();
+        if stream.write_all(request.as_bytes()).await.is_err()
+            || stream.read_to_string(&mut body).await.is_err()
+        {
+            continue;
+        }
+        for line in body.lines() {
+            let counted = (line.starts_with("room_chat_layer_messages_total{")
+                && line.contains(r#"event="dropped""#))
+                || (line.starts_with("room_chat_connections_closed_total{")
+                    && line.contains("slow"));
+            if counted {
+                total += line
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0) as u64;
+            }
+        }
+    }
+    total
+}
+
 fn summary_line(value: &Value) -> String {
     if let Some(error) = value.get("error") {
         return format!("error: {error}");
@@ -330,6 +372,15 @@ fn summary_line(value: &Value) -> String {
         value["leaks"],
         value["closed_by_server"],
     )
+}
+
+/// The 1-minute load average: other work on the machine skews every figure, so the report
+/// says how busy it was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// A private `redis-server` on a free port, without persistence.
@@ -369,6 +420,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs)?;
     let (_redis, redis_url) = start_redis(&args.redis_server, &logs).await?;
     let began = Instant::now();
+    let load_before = load_average();
     let mut matrix = Matrix {
         args,
         redis_url,
@@ -406,12 +458,13 @@ async fn main() -> anyhow::Result<()> {
         matrix.churn(target).await?;
     }
     let elapsed = began.elapsed();
+    let load = (load_before, load_average());
     let out = matrix.args.out.clone();
     std::fs::write(
         out.join("results.json"),
         serde_json::to_string_pretty(&matrix.results)?,
     )?;
-    let markdown = report::render(&matrix.results, &matrix.args, elapsed, &out)?;
+    let markdown = report::render(&matrix.results, &matrix.args, elapsed, &load, &out)?;
     std::fs::write(out.join("report.md"), &markdown)?;
     println!("{markdown}");
     eprintln!("report: {}", out.join("report.md").display());
@@ -462,6 +515,7 @@ mod report {
         results: &[Value],
         args: &Args,
         elapsed: Duration,
+        load: &(String, String),
         out: &Path,
     ) -> anyhow::Result<String> {
         let mut md = String::new();
@@ -475,9 +529,11 @@ mod report {
         writeln!(md, "# room-chat benchmark report\n")?;
         writeln!(
             md,
-            "Machine: {} cores, {}. Load generator, servers and Redis share the machine. Cells of {} s after {} s warm-up; whole run {:.0} s. Ratios are to the reference server of the same run (`bench/src/reference.rs`): a minimal tokio-tungstenite broadcast server without JSON or channel layers.\n",
+            "Machine: {} cores, {}. Load generator, servers and Redis share the machine. 1-minute load average {} at the start, {} at the end (anything above ~2 means other work shared the cores). Cells of {} s after {} s warm-up; whole run {:.0} s. Ratios are to the reference server of the same run (`bench/src/reference.rs`): a minimal tokio-tungstenite broadcast server without JSON or channel layers.\n",
             std::thread::available_parallelism().map(usize::from).unwrap_or(0),
             std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| format!("Linux {}", s.trim())).unwrap_or_default(),
+            load.0,
+            load.1,
             args.duration,
             args.warmup,
             elapsed.as_secs_f64()
@@ -491,8 +547,8 @@ mod report {
             } else {
                 writeln!(md, "## Fixed rate\n")?;
             }
-            writeln!(md, "| room | target | deliveries/s | × ref | p50 µs | p90 µs | p99 µs | max µs | p99 × ref | server CPU | deliveries per CPU-s | × ref | lost | dup | inv | leaks | closed |")?;
-            writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+            writeln!(md, "| room | target | deliveries/s | × ref | p50 µs | p90 µs | p99 µs | max µs | p99 × ref | server CPU | deliveries per CPU-s | × ref | lost | server drops | dup | inv | leaks | closed |")?;
+            writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
             for shape in SHAPES {
                 let reference = find(results, kind, "reference", Some(shape.members));
                 let ref_rate = reference.map_or(f64::NAN, |r| f(&r["report"]["deliveries_per_s"]));
@@ -521,7 +577,7 @@ mod report {
                         )
                     };
                     if let Some(error) = r.get("error") {
-                        writeln!(md, "| {room} | {target} | error: {error} |||||||||||||||")?;
+                        writeln!(md, "| {room} | {target} | error: {error} ||||||||||||||||")?;
                         continue;
                     }
                     let rate = f(&r["deliveries_per_s"]);
@@ -531,18 +587,21 @@ mod report {
                     let eff = rate * wall / cpu;
                     writeln!(
                         md,
-                        "| {room} | {target} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {room} | {target} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} |",
                         count(rate), ratio(rate, ref_rate),
                         r["latency"]["p50_us"], r["latency"]["p90_us"], r["latency"]["p99_us"], r["latency"]["max_us"],
                         ratio(p99, ref_p99),
                         100.0 * cpu / f(&cell["wall_s"]),
                         count(eff), ratio(eff, ref_eff),
-                        r["lost"], r["duplicates"], r["inversions"], r["leaks"], r["closed_by_server"],
+                        r["lost"], cell["server_drops"].as_u64().map_or("–".to_owned(), |d| d.to_string()),
+                        r["duplicates"], r["inversions"], r["leaks"], r["closed_by_server"],
                     )?;
                 }
             }
             writeln!(md)?;
         }
+        writeln!(md, "Lost: owed deliveries that had not arrived when the cell ended (5 s after the last send, or 1 s without progress). Below saturation it must be 0; at or above saturation it is mostly backlog still queued in the server, so read it with the next column.\n")?;
+        writeln!(md, "Server drops: what the service's `/metrics` counts as dropped by the channel layer (every reason) plus clients closed as slow consumers, so a loss can be attributed.\n")?;
         writeln!(md, "Server CPU is the share of one core the server process(es) used over the whole cell (connect, warm-up, measure, drain); deliveries per CPU-second divide the measured rate by it, which matters when the load generator and the server compete for two cores.\n")?;
 
         writeln!(md, "## Connections\n")?;
