@@ -133,12 +133,16 @@ test("changing the room box reconnects to the new room", async () => {
 
 test("the API docs page renders without scripts", async () => {
   const page = await context.newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
   const response = await page.goto(`${server.base}/asyncapi`);
   assert.equal(response.status(), 200);
   assert.equal(await page.title(), "Room Chat 1.0.0 — AsyncAPI documentation");
   assert.equal(await page.locator("script").count(), 0);
-  await page.locator("#message-room-chat-room-notification").waitFor(WAIT);
+  const card = page.locator("#message-room-chat-room-notification");
+  await card.waitFor(WAIT);
   await mkdir(artifacts, { recursive: true });
+  await page.locator("#channel-room-chat-operations").scrollIntoViewIfNeeded();
   await page.screenshot({ path: path.join(artifacts, "docs.png") });
+  await card.screenshot({ path: path.join(artifacts, "docs-message.png") });
   await page.close();
 });
