@@ -10,7 +10,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { WebSocket } from "ws";
+import { WebSocket, WebSocketServer } from "ws";
 import { startServer } from "./server.mjs";
 
 let server;
@@ -185,4 +185,49 @@ test("the client reconnects with backoff after the server restarts, reporting ea
     chat.close();
     await second.stop();
   }
+});
+
+test("the heartbeat pings by ref while the connection is open", async () => {
+  const chat = open("heartbeat", { heartbeatIntervalMs: 50 });
+  const pongs = recorder(chat, "pong");
+  const first = await pongs.next();
+  const second = await pongs.next();
+  assert.match(first.ref, /^r\d+$/);
+  assert.notEqual(first.ref, second.ref);
+  chat.close();
+});
+
+test("a heartbeat left unanswered closes the connection and reconnects", async () => {
+  // A WebSocket server that accepts and never answers: the socket stays open, the service is dead.
+  const silent = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => silent.once("listening", resolve));
+  let connections = 0;
+  silent.on("connection", () => {
+    connections += 1;
+  });
+  const chat = new client.RoomChatClient(
+    { room_name: "silent" },
+    {
+      baseUrl: `ws://127.0.0.1:${silent.address().port}`,
+      WebSocket,
+      heartbeatIntervalMs: 50,
+      requestTimeoutMs: 100,
+      reconnect: { initialDelayMs: 50, maxDelayMs: 50 },
+    },
+  );
+  const reconnecting = await new Promise((resolve) => {
+    chat.onStatus((event) => {
+      if (event.status === "reconnecting") resolve(event);
+    });
+  });
+  assert.equal(reconnecting.code, 4000);
+  assert.equal(reconnecting.reason, "heartbeat timeout");
+  await new Promise((resolve) => {
+    chat.onStatus((event) => {
+      if (event.status === "open") resolve();
+    });
+  });
+  assert.ok(connections >= 2, "connected again");
+  chat.close();
+  await new Promise((resolve) => silent.close(resolve));
 });

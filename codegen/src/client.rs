@@ -24,6 +24,25 @@ use crate::GeneratedFile;
 const JS_TEMPLATE: &str = include_str!("../templates/client/client.js.hbs");
 const DTS_TEMPLATE: &str = include_str!("../templates/client/client.d.ts.hbs");
 
+/// Names the client module declares itself; a schema or channel whose generated name is one of
+/// these would clash with them in `client.d.ts`, so the document is refused instead.
+const RUNTIME_NAMES: [&str; 14] = [
+    "TITLE",
+    "VERSION",
+    "Envelope",
+    "ConnectionStatus",
+    "StatusEvent",
+    "WebSocketLike",
+    "WebSocketConstructor",
+    "ReconnectOptions",
+    "ClientOptions",
+    "RequestOptions",
+    "RequestTimeoutError",
+    "ConnectionClosedError",
+    "UnexpectedReplyError",
+    "ChannelClient",
+];
+
 /// The action the client pings with to check the connection, when the document has a
 /// request/reply operation for it (chanx's `ping` → `pong`).
 const HEARTBEAT_ACTION: &str = "ping";
@@ -57,6 +76,7 @@ fn render_error(template: &str, e: &impl std::fmt::Display) -> GenerateError {
 }
 
 fn view(api: &ir::Api) -> Result<Value, GenerateError> {
+    check_names(api)?;
     let channels = api
         .channels
         .iter()
@@ -194,6 +214,39 @@ fn channel_view(api: &ir::Api, channel: &ir::Channel) -> Result<Value, GenerateE
         "heartbeat": heartbeat,
         "class_doc": jsdoc(&class_doc, ""),
     }))
+}
+
+/// Refuses a document whose generated names would collide in the module: with the runtime's
+/// own declarations, or a channel's `…Client` / `…Params` / `…ServerMessages` with a type.
+fn check_names(api: &ir::Api) -> Result<(), GenerateError> {
+    let mut taken: std::collections::HashMap<String, String> = RUNTIME_NAMES
+        .iter()
+        .map(|n| ((*n).to_owned(), "the client runtime".to_owned()))
+        .collect();
+    let mut claim = |name: String, pointer: &str| {
+        match taken.get(&name) {
+        Some(owner) => Err(GenerateError::Unsupported {
+            pointer: pointer.to_owned(),
+            what: format!(
+                "the client target would declare `{name}` here and in {owner}; rename one (e.g. the schema's title)"
+            ),
+        }),
+        None => {
+            taken.insert(name, pointer.to_owned());
+            Ok(())
+        }
+    }
+    };
+    for def in &api.types {
+        claim(def.name.clone(), &def.pointer)?;
+    }
+    for channel in &api.channels {
+        let pointer = format!("#/channels/{}", channel.id);
+        for suffix in ["Client", "Params", "ServerMessages"] {
+            claim(format!("{}{suffix}", channel.type_prefix), &pointer)?;
+        }
+    }
+    Ok(())
 }
 
 /// How the `send…` and `request…` methods of one message take their arguments: the payload

@@ -131,3 +131,17 @@ fn html_and_client_output_are_deterministic() {
         assert_eq!(first, second);
     }
 }
+
+#[test]
+fn a_schema_named_like_the_client_runtime_is_refused_with_its_pointer() {
+    let spec = SPEC.replacen(
+        "    ErrorDetail:\n      title: ErrorDetail\n",
+        "    ErrorDetail:\n      title: ClientOptions\n",
+        1,
+    );
+    let error = generate(&spec, Target::Client).expect_err("a clash is refused");
+    assert_eq!(
+        error.to_string(),
+        "#/components/schemas/ErrorDetail: the client target would declare `ClientOptions` here and in the client runtime; rename one (e.g. the schema's title)"
+    );
+}
