@@ -106,7 +106,13 @@ sendForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const message = messageInput.value;
   if (!client || message.trim() === "") return;
-  client.sendRoomChat({ message });
+  try {
+    client.sendRoomChat({ message });
+  } catch (error) {
+    // The client keeps a bounded queue while reconnecting; say so rather than lose the text.
+    append(`⚠️ not sent: ${error.message}`, "error");
+    return;
+  }
   messageInput.value = "";
   messageInput.focus();
 });
