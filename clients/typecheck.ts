@@ -20,6 +20,8 @@ export async function conversation(): Promise<string> {
   chat.sendRoomChat({ message: "hi" });
   chat.sendRoomChat({ message: "hi", room_name: null }, { ref: "x" });
   chat.sendPing();
+  // The untyped escape hatch takes any frame (what the error tests send).
+  chat.sendFrame({ action: "shout", payload: {} });
   // @ts-expect-error `message` is required
   chat.sendRoomChat({});
   // @ts-expect-error `message` is a string

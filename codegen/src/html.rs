@@ -159,8 +159,15 @@ fn view(api: &ir::Api) -> Value {
         "title": api.title,
         "version": api.version,
         "description": markdown_opt(api.description.as_ref()),
-        "contact": api.contact,
-        "license": api.license,
+        "contact": api.contact.as_ref().map(|c| json!({
+            "name": c.name,
+            "url": c.url.as_deref().map(|u| safe_url(CowStr::Borrowed(u)).to_string()),
+            "email": c.email,
+        })),
+        "license": api.license.as_ref().map(|l| json!({
+            "name": l.name,
+            "url": l.url.as_deref().map(|u| safe_url(CowStr::Borrowed(u)).to_string()),
+        })),
         "servers": servers,
         "channels": channels,
         "toc": toc,
