@@ -18,6 +18,10 @@ use crate::ir::{self, TypeKind, TypeRef};
 
 const DOCS_TEMPLATE: &str = include_str!("../templates/html/docs.html.hbs");
 
+/// A comment left after the servers table: a service that serves the page may replace it with
+/// where the reader actually is (the request's host), which the document cannot know.
+pub const SERVER_SLOT: &str = "<!-- asyncapi-codegen:this-server -->";
+
 /// How deep nested payload types are unfolded into a message's field table. Deeper levels are
 /// still reachable by name; the limit (with the cycle guard) keeps recursive schemas finite.
 const MAX_FIELD_DEPTH: usize = 4;
@@ -171,6 +175,7 @@ fn view(api: &ir::Api) -> Value {
         "servers": servers,
         "channels": channels,
         "toc": toc,
+        "server_slot": SERVER_SLOT,
     })
 }
 

@@ -23,6 +23,7 @@ mod naming;
 mod rust;
 
 pub use error::GenerateError;
+pub use html::SERVER_SLOT as HTML_SERVER_SLOT;
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

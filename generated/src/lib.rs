@@ -25,6 +25,10 @@ include!(concat!(env!("OUT_DIR"), "/protocol.rs"));
 /// scripts, no external resources), so it can be served as is and read offline.
 pub const DOCS_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/docs.html"));
 
+/// The comment [`DOCS_HTML`] carries after its servers table, for a server to replace with the
+/// address the reader used (the document can only name the servers it was written for).
+pub const DOCS_SERVER_SLOT: &str = "<!-- asyncapi-codegen:this-server -->";
+
 /// A typed WebSocket client for browsers and Node, as an ES module with no dependencies: one
 /// class per channel with a method per message (see [`CLIENT_DTS`] for its types).
 pub const CLIENT_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/client.js"));

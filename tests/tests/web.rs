@@ -45,8 +45,14 @@ async fn the_docs_page_shows_operations_messages_and_examples_and_runs_no_script
     assert_eq!(status, 200);
     assert_eq!(header(&head, "content-type"), "text/html; charset=utf-8");
     assert!(header(&head, "content-security-policy").contains("default-src 'none'"));
-    assert_eq!(html, room_chat_protocol::DOCS_HTML);
     assert!(html.starts_with("<!DOCTYPE html>"));
+    // The servers section names this server as the request reached it.
+    let addr = server.addr();
+    assert!(
+        html.contains(&format!("<p>This server: <code>ws://{addr}</code>")),
+        "this server's address"
+    );
+    assert!(!html.contains(room_chat_protocol::DOCS_SERVER_SLOT));
     for operation in [
         "handle_ping",
         "handle_room_chat",
@@ -131,4 +137,21 @@ async fn the_chat_page_and_its_assets_are_served() {
     let (status, head, _) = get(server.addr(), "/assets/chat.css").await;
     assert_eq!(status, 200);
     assert_eq!(header(&head, "content-type"), "text/css; charset=utf-8");
+}
+
+#[tokio::test]
+async fn a_host_header_with_markup_is_not_echoed_into_the_docs() {
+    let server = TestServer::start(Layer::Memory).await;
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    let request = "GET /asyncapi HTTP/1.1\r\nHost: <b>x</b>\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(FRAME_WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("HTTP response in time")
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.contains("<b>x</b>"));
+    assert!(!text.contains("This server:"));
 }
