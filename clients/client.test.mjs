@@ -128,7 +128,7 @@ test("room names are percent-encoded into the address and rooms are isolated", a
   const name = room.replace("/", "");
   const here = await joined(open(name));
   const hereNotes = recorder(here, "room_notification");
-  const elsewhere = await joined(open("general"));
+  const elsewhere = await joined(open("elsewhere"));
   const elsewhereNotes = recorder(elsewhere, "room_notification");
   here.sendRoomChat({ message: "bonjour" });
   assert.deepEqual((await hereNotes.next()).payload, { message: "💬 bonjour", room_name: name });
