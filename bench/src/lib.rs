@@ -4,7 +4,7 @@
 //!   clients over real TCP that speak the room chat protocol and measure what they see
 //!   (deliveries/s, send→receive latency, loss, duplicates, cross-room leaks, order inversions,
 //!   server memory per connection, connect/leave handling).
-//! - [`reference`] is a minimal broadcast server (no JSON, no channel layers, bounded queues):
+//! - [`reference`](mod@reference) is a minimal broadcast server (no JSON, no channel layers, bounded queues):
 //!   the practical ceiling on the machine, measured in the same run so reports can give ratios
 //!   that survive a change of machine.
 //! - [`probe`] is the format of the measured chat messages; [`client`] opens the connections;
