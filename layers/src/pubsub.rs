@@ -15,6 +15,15 @@
 //! ten thousand connections cost ten thousand `SUBSCRIBE`d names on one socket, not ten thousand
 //! sockets.
 //!
+//! **Reading is separate from fan-out.** redis-rs hands a subscription's messages over through
+//! an *unbounded* channel, so whatever reads that stream must keep up or the buffer grows
+//! without limit. The subscriber task therefore only moves each message into a bounded
+//! `dispatch_queue` (a non-blocking push) and goes back to reading; a separate dispatch task per
+//! host decodes and fans out. A burst the fan-out cannot absorb overflows the bounded queue,
+//! where it is dropped and counted ([`DropReason::DispatchOverflow`]), instead of piling up
+//! unseen inside the client library. One dispatch task per host keeps each host's messages in
+//! the order Redis sent them.
+//!
 //! **Outages.** Pub/sub has no memory: what is published while we are disconnected is gone. The
 //! Python layer loses those messages without telling anyone. Here the subscriber task notices
 //! the closed socket at once, marks the layer Down (health, log, `outages` counter), reconnects
@@ -61,6 +70,15 @@ pub struct PubSubSettings {
     /// consumer a thousand messages behind is not coming back; beyond that the memory goes to a
     /// dead client. The queue allocates as it fills, so an idle channel costs nothing.
     pub local_queue_bound: usize,
+    /// Messages received from Redis that may wait for fan-out, per host (default 8192). The
+    /// subscriber task only moves messages from the Redis connection into this queue, so it
+    /// keeps draining the connection (and noticing outages) however costly the fan-out is; a
+    /// separate dispatch task empties it. When it is full the newest message is dropped and
+    /// counted as [`DropReason::DispatchOverflow`]: the process as a whole cannot keep up, and
+    /// holding more would only grow memory and latency. 8192 absorbs a burst of several
+    /// thousand broadcasts (one per message, not per member); at a few hundred bytes per chat
+    /// message that is a few MiB per host at worst.
+    pub dispatch_queue: usize,
     /// Connection, timeout and reconnect settings.
     pub connection: ConnectionSettings,
 }
@@ -72,6 +90,7 @@ impl PubSubSettings {
             hosts,
             prefix: "asgi".to_owned(),
             local_queue_bound: 1024,
+            dispatch_queue: 8192,
             connection: ConnectionSettings::default(),
         }
     }
@@ -167,7 +186,11 @@ impl RedisPubSubLayer {
             closed: AtomicBool::new(false),
         });
         for index in 0..shared.hosts.len() {
-            shared.tasks.spawn(run_subscriber(shared.clone(), index));
+            let (dispatch, queue) = mpsc::channel(shared.settings.dispatch_queue.max(1));
+            shared
+                .tasks
+                .spawn(run_subscriber(shared.clone(), index, dispatch));
+            shared.tasks.spawn(run_dispatcher(shared.clone(), queue));
         }
         Ok(Self { shared })
     }
@@ -177,8 +200,8 @@ impl RedisPubSubLayer {
         &self.shared.settings
     }
 
-    /// Background tasks still running (one subscriber per host, plus clean-ups in flight; 0 after
-    /// `close`).
+    /// Background tasks still running (a subscriber and a dispatcher per host, plus clean-ups in
+    /// flight; 0 after `close`).
     pub fn background_tasks(&self) -> usize {
         self.shared.tasks.len()
     }
@@ -312,6 +335,22 @@ impl Shared {
             .collect()
     }
 
+    /// Hands one message from Redis to the dispatch task without waiting; when its queue is full
+    /// the message is dropped and counted (see [`PubSubSettings::dispatch_queue`]).
+    fn enqueue(&self, dispatch: &mpsc::Sender<redis::Msg>, msg: redis::Msg) {
+        match dispatch.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => self.counters.dropped(
+                KIND,
+                DropReason::DispatchOverflow,
+                msg.get_channel_name(),
+                1,
+            ),
+            // The dispatcher only stops at shutdown; nothing is delivered any more anyway.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
     /// Routes one message from Redis to local queues. Decoded once, whatever the fan-out.
     async fn dispatch(&self, msg: &redis::Msg) {
         let name = msg.get_channel_name();
@@ -402,7 +441,10 @@ impl ChannelOwner for Shared {
     }
 }
 
-async fn run_subscriber(shared: Arc<Shared>, index: usize) {
+/// Owns host `index`'s subscriber connection: connects, resubscribes, reads, reconnects. It
+/// never waits on fan-out: each message is pushed into `dispatch` without waiting (see the
+/// module docs), so the Redis stream is always drained promptly.
+async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sender<redis::Msg>) {
     let host = &shared.hosts[index];
     let settings = shared.settings.connection.clone();
     let mut backoff = Backoff::new(&settings);
@@ -503,7 +545,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize) {
                     return;
                 }
                 msg = stream.next() => match msg {
-                    Some(msg) => shared.dispatch(&msg).await,
+                    Some(msg) => shared.enqueue(&dispatch, msg),
                     None => break "connection lost",
                 },
                 answered = wait_ping(&mut ping) => {
@@ -527,6 +569,22 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize) {
         shared
             .health
             .set_down(index, &host.redis.name, reason, &shared.counters);
+    }
+}
+
+/// Fans out what the subscriber task of one host queued, in order, until shutdown.
+async fn run_dispatcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<redis::Msg>) {
+    loop {
+        let msg = tokio::select! {
+            biased;
+            () = shared.shutdown.cancelled() => return,
+            msg = queue.recv() => msg,
+        };
+        match msg {
+            Some(msg) => shared.dispatch(&msg).await,
+            // The subscriber task has ended (shutdown).
+            None => return,
+        }
     }
 }
 

@@ -24,16 +24,22 @@ pub enum DropReason {
     NoSuchChannel,
     /// Bytes from Redis that are not a valid message.
     Undecodable,
+    /// The pub/sub layer received messages from Redis faster than it could fan them out, and
+    /// its bounded dispatch queue was full (see `PubSubSettings::dispatch_queue`). Counted once
+    /// per Redis message, however many local members it was meant for: the whole process is
+    /// behind, not one consumer.
+    DispatchOverflow,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (for metrics output).
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::ChannelFull,
         DropReason::SlowConsumer,
         DropReason::Expired,
         DropReason::NoSuchChannel,
         DropReason::Undecodable,
+        DropReason::DispatchOverflow,
     ];
 
     /// A snake_case label for metrics.
@@ -44,6 +50,7 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::NoSuchChannel => "no_such_channel",
             DropReason::Undecodable => "undecodable",
+            DropReason::DispatchOverflow => "dispatch_overflow",
         }
     }
 
@@ -54,6 +61,7 @@ impl DropReason {
             DropReason::Expired => 2,
             DropReason::NoSuchChannel => 3,
             DropReason::Undecodable => 4,
+            DropReason::DispatchOverflow => 5,
         }
     }
 }
@@ -68,7 +76,7 @@ pub struct LayerStats {
     /// Messages handed to a receiver by `Inbox::receive`.
     pub delivered: u64,
     /// Messages given up on, indexed like [`DropReason::ALL`]; see [`LayerStats::dropped`].
-    pub drops: [u64; 5],
+    pub drops: [u64; DropReason::ALL.len()],
     /// Times a backend connection was lost or could not be established (Up to Down transitions).
     pub outages: u64,
     /// Times a lost backend connection was re-established.
@@ -97,7 +105,7 @@ pub(crate) struct Counters {
     pub(crate) sent: AtomicU64,
     pub(crate) group_sent: AtomicU64,
     pub(crate) delivered: AtomicU64,
-    drops: [AtomicU64; 5],
+    drops: [AtomicU64; DropReason::ALL.len()],
     pub(crate) outages: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     /// Drops not yet reported in a warning.
@@ -117,7 +125,7 @@ impl Default for OnceInstant {
 
 impl Counters {
     pub(crate) fn snapshot(&self) -> LayerStats {
-        let mut drops = [0; 5];
+        let mut drops = [0; DropReason::ALL.len()];
         for (slot, counter) in drops.iter_mut().zip(&self.drops) {
             *slot = counter.load(Relaxed);
         }

@@ -5,10 +5,13 @@
 
 mod support;
 
+use std::time::Duration;
+
 use room_chat_layers::pubsub::{PubSubSettings, RedisPubSubLayer};
 use room_chat_layers::testing::RedisServer;
-use room_chat_layers::ChannelLayer;
-use support::{eventually, init_tracing};
+use room_chat_layers::{ChannelLayer, DropReason};
+use serde_json::json;
+use support::{eventually, init_tracing, msg};
 
 /// Connections currently subscribed to something (`sub=` non-zero in `CLIENT LIST`).
 async fn subscriber_connections(redis: &RedisServer) -> usize {
@@ -68,4 +71,75 @@ async fn one_subscriber_connection_and_subscriptions_follow_membership() {
         subscriber_connections(&redis).await == 0
     })
     .await;
+}
+
+/// A burst that the fan-out cannot keep up with overflows the bounded dispatch queue: the
+/// excess is dropped and counted (not buffered without limit inside the Redis client), the
+/// subscriber keeps reading (health stays Up), and every published message is either delivered
+/// or counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_dispatch_queue_is_dropped_and_counted() {
+    init_tracing();
+    const BURST: usize = 2000;
+    const MEMBERS: usize = 300;
+    let redis = RedisServer::start().await.unwrap();
+    let mut settings = PubSubSettings::new(vec![redis.url()]).with_prefix("chat");
+    settings.dispatch_queue = 1;
+    // Room for the whole burst in every inbox: the only place a message can be lost is the
+    // dispatch queue.
+    settings.local_queue_bound = BURST;
+    let layer = RedisPubSubLayer::new(settings).unwrap();
+    let mut watcher = layer.new_channel().await.unwrap();
+    layer.group_add("room", watcher.name()).await.unwrap();
+    // Enough members that fanning one message out costs far more than reading it.
+    let mut others = Vec::new();
+    for _ in 0..MEMBERS {
+        let inbox = layer.new_channel().await.unwrap();
+        layer.group_add("room", inbox.name()).await.unwrap();
+        others.push(inbox);
+    }
+
+    // The whole burst in one pipeline, so it arrives faster than it can be fanned out.
+    let payload = msg(json!({"type": "burst"})).to_msgpack().unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut pipe = redis::pipe();
+    for _ in 0..BURST {
+        pipe.cmd("PUBLISH")
+            .arg("chat__group__room")
+            .arg(payload.as_ref())
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut conn).await.unwrap();
+
+    // Every message is accounted for: received by the watcher, or dropped at the dispatch
+    // queue (once per message, whatever the group size).
+    let mut received = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let overflow = layer.stats().dropped(DropReason::DispatchOverflow) as usize;
+        if received + overflow == BURST {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "received {received} + overflow {overflow} != {BURST}"
+        );
+        if tokio::time::timeout(Duration::from_millis(50), watcher.receive())
+            .await
+            .is_ok()
+        {
+            received += 1;
+        }
+    }
+    let stats = layer.stats();
+    assert!(
+        stats.dropped(DropReason::DispatchOverflow) > 0,
+        "the burst fit through a one-message dispatch queue: {stats:?}"
+    );
+    assert_eq!(stats.dropped(DropReason::SlowConsumer), 0, "{stats:?}");
+    assert!(layer.health().borrow().is_up());
+    drop(others);
+    drop(watcher);
+    layer.close().await.unwrap();
 }
