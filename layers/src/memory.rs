@@ -33,7 +33,9 @@ pub struct MemorySettings {
     /// catches up after a minute should not replay a minute-old chat as if it were live.
     pub expiry: Duration,
     /// A group membership older than this is forgotten (default 86 400 s, one day), so channels
-    /// of consumers that died without `group_discard` do not accumulate forever.
+    /// of consumers that died without `group_discard` do not accumulate forever. A live
+    /// consumer that stays longer must `group_add` again (that refreshes its join time); one
+    /// that is evicted is counted as an [`Expired`](DropReason::Expired) drop and logged.
     pub group_expiry: Duration,
 }
 
@@ -187,6 +189,7 @@ impl ChannelLayer for MemoryLayer {
             .channels
             .get_key_value(channel)
             .map_or_else(|| Arc::from(channel), |(k, _)| k.clone());
+        // `insert` replaces the join time of an existing member: re-adding refreshes it.
         state
             .groups
             .entry(group.to_owned())
@@ -227,10 +230,12 @@ impl ChannelLayer for MemoryLayer {
         let group_expiry = self.shared.settings.group_expiry;
         // Snapshot the members' senders under the lock, deliver outside it: the lock is never
         // held across an await, and a big group does not block other groups' sends.
-        let (targets, missing) = {
+        let (targets, missing, evicted) = {
             let mut state = lock(&self.shared.state);
             let State {
-                channels, groups, ..
+                channels,
+                groups,
+                memberships,
             } = &mut *state;
             let Some(members) = groups.get_mut(group) else {
                 self.shared
@@ -239,7 +244,23 @@ impl ChannelLayer for MemoryLayer {
                     .fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             };
-            members.retain(|_, joined| now.saturating_duration_since(*joined) < group_expiry);
+            // Members that joined longer than `group_expiry` ago are evicted, and would have
+            // received this message: count each as an expired delivery, so an eviction of a
+            // consumer that is still alive (one that forgot to re-add itself) is never silent.
+            let mut evicted = 0u64;
+            members.retain(|name, joined| {
+                let keep = now.saturating_duration_since(*joined) < group_expiry;
+                if !keep {
+                    evicted += 1;
+                    if let Some(joined_groups) = memberships.get_mut(name) {
+                        joined_groups.remove(group);
+                        if joined_groups.is_empty() {
+                            memberships.remove(name);
+                        }
+                    }
+                }
+                keep
+            });
             let mut missing = 0u64;
             let targets: Vec<(Arc<str>, mpsc::Sender<Envelope>)> = members
                 .keys()
@@ -254,8 +275,20 @@ impl ChannelLayer for MemoryLayer {
             if members.is_empty() {
                 groups.remove(group);
             }
-            (targets, missing)
+            (targets, missing, evicted)
         };
+        if evicted > 0 {
+            tracing::info!(
+                layer = KIND,
+                group,
+                evicted,
+                ?group_expiry,
+                "group memberships expired; their channels no longer receive this group"
+            );
+            self.shared
+                .counters
+                .dropped(KIND, DropReason::Expired, group, evicted);
+        }
         self.shared
             .counters
             .dropped(KIND, DropReason::NoSuchChannel, group, missing);

@@ -654,6 +654,8 @@ impl ChannelLayer for RedisPubSubLayer {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let group_channel = self.group_channel(group);
+        // Memberships here live as long as the inbox and never expire, so re-adding an existing
+        // member has nothing to refresh (callers that re-add to refresh other layers may).
         {
             let mut local = lock(&self.shared.local);
             // Reuse the routing table's name: memberships share it instead of copying it.

@@ -79,7 +79,9 @@ pub struct QueueSettings {
     /// from Redis after it (default 60 s). It bounds what a dead process leaves behind.
     pub expiry: Duration,
     /// Group memberships older than this are forgotten (default one day), so channels of
-    /// processes that died without `group_discard` do not accumulate in groups forever.
+    /// processes that died without `group_discard` do not accumulate in groups forever. A
+    /// `group_add` of an existing member refreshes its join time (its score); a member evicted
+    /// by a broadcast is counted as an [`Expired`](DropReason::Expired) drop and logged.
     pub group_expiry: Duration,
     /// Entries a process's queue holds before `send` refuses with `ChannelFull` (default 100).
     /// A live process drains its queue continuously, so this only fills when the receiving
@@ -204,11 +206,12 @@ impl Scripts {
                 return {1, trimmed}
                 ",
             ),
-            // KEYS[1] group; ARGV[1] joined-before: drop stale members, return the rest.
+            // KEYS[1] group; ARGV[1] joined-before: drop stale members, return how many were
+            // dropped and the rest.
             group_members: redis::Script::new(
                 r"
-                redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
-                return redis.call('ZRANGE', KEYS[1], 0, -1)
+                local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
+                return {expired, redis.call('ZRANGE', KEYS[1], 0, -1)}
                 ",
             ),
             // KEYS: queues; ARGV: one member per key, then score, expired-before, capacity,
@@ -320,6 +323,15 @@ impl Shared {
         self.settings.expiry.as_secs().max(1)
     }
 
+    /// How long a group's sorted set outlives its latest `group_add`: twice `group_expiry`
+    /// (Python uses `group_expiry` itself). Members older than `group_expiry` are evicted by
+    /// score when the next broadcast reads the group, which counts them; if the key expired with
+    /// them, a broadcast soon after would find nothing and the eviction would go unnoticed. The
+    /// cost is a stale group lingering in Redis one `group_expiry` longer.
+    fn group_key_ttl_secs(&self) -> u64 {
+        self.settings.group_expiry.as_secs().max(1) * 2
+    }
+
     fn group_key(&self, group: &str) -> String {
         format!("{}:group:{group}", self.settings.prefix)
     }
@@ -369,7 +381,7 @@ impl Shared {
             pipe.cmd("ZADD").arg(&key).arg(now).arg(channel).ignore();
             pipe.cmd("EXPIRE")
                 .arg(&key)
-                .arg(self.settings.group_expiry.as_secs().max(1))
+                .arg(self.group_key_ttl_secs())
                 .ignore();
         }
         match pipe.query_async::<()>(conn).await {
@@ -748,6 +760,7 @@ impl ChannelLayer for RedisQueueLayer {
         let host = &shared.hosts[consistent_hash(group, shared.hosts.len())];
         let key = self.group_key(group);
         let mut conn = host.commands.clone();
+        // ZADD of an existing member updates its score: re-adding refreshes the join time.
         redis::pipe()
             .atomic()
             .cmd("ZADD")
@@ -757,7 +770,7 @@ impl ChannelLayer for RedisQueueLayer {
             .ignore()
             .cmd("EXPIRE")
             .arg(&key)
-            .arg(shared.settings.group_expiry.as_secs().max(1))
+            .arg(shared.group_key_ttl_secs())
             .ignore()
             .query_async::<()>(&mut conn)
             .await
@@ -809,7 +822,7 @@ impl ChannelLayer for RedisQueueLayer {
         let group_host = &shared.hosts[consistent_hash(group, ring)];
         let mut conn = group_host.commands.clone();
         let joined_before = unix_now() as i64 - shared.settings.group_expiry.as_secs() as i64;
-        let members: Vec<String> = shared
+        let (expired, members): (u64, Vec<String>) = shared
             .scripts
             .group_members
             .key(self.group_key(group))
@@ -817,6 +830,19 @@ impl ChannelLayer for RedisQueueLayer {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| group_host.unavailable(e))?;
+        if expired > 0 {
+            // Members that joined more than `group_expiry` ago (and did not re-add themselves)
+            // were evicted and miss this broadcast: never silently.
+            tracing::info!(
+                layer = KIND,
+                group,
+                evicted = expired,
+                "group memberships expired; their channels no longer receive this group"
+            );
+            shared
+                .counters
+                .dropped(KIND, DropReason::Expired, group, expired);
+        }
         // Bucket the members by process queue, and the queues by host, keeping first-seen order.
         let mut queues: Vec<(String, Vec<&str>)> = Vec::new();
         let mut queue_index: HashMap<&str, usize> = HashMap::new();

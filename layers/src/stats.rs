@@ -18,7 +18,8 @@ pub enum DropReason {
     /// A receiver's local queue was full: the consumer is not reading fast enough. Newest message
     /// dropped (see the layer's `local_queue_bound`).
     SlowConsumer,
-    /// The message waited longer than `expiry` before being received.
+    /// The message waited longer than `expiry` before being received; or a broadcast left out a
+    /// member whose group membership had expired (`group_expiry`), one per evicted member.
     Expired,
     /// The target channel does not exist (any more) in this process.
     NoSuchChannel,

@@ -38,6 +38,7 @@ conformance!(
     messages_expire,
     send_to_a_gone_channel_is_counted,
     group_memberships_expire,
+    re_adding_refreshes_membership,
     name_rules,
     per_sender_order_under_concurrent_senders,
     thousand_member_group_shares_one_message,
@@ -323,7 +324,7 @@ async fn group_memberships_expire(kind: Kind) {
     if kind == Kind::PubSub {
         return; // memberships live in the process and end with the inbox; nothing to expire.
     }
-    let group_expiry = Duration::from_secs(1);
+    let group_expiry = Duration::from_secs(2);
     let mut fx = Fixture::new(
         kind,
         Limits {
@@ -341,7 +342,9 @@ async fn group_memberships_expire(kind: Kind) {
     if kind == Kind::Memory {
         tokio::time::advance(group_expiry + Duration::from_millis(1)).await;
     } else {
-        tokio::time::sleep(group_expiry * 2 + Duration::from_millis(100)).await;
+        // Redis cuts off at whole seconds: one more second makes the join surely stale, while
+        // the group key (kept for twice `group_expiry`) still holds it to be counted.
+        tokio::time::sleep(group_expiry + Duration::from_millis(1100)).await;
     }
     let mut fresh = layer.new_channel().await.unwrap();
     layer.group_add("room", fresh.name()).await.unwrap();
@@ -355,6 +358,53 @@ async fn group_memberships_expire(kind: Kind) {
         .unwrap();
     assert_eq!(recv(&mut fresh).await.get("type"), Some(&json!("news")));
     assert_eq!(recv(&mut old).await.get("type"), Some(&json!("marker")));
+    // The eviction is not silent: the broadcast the old member missed is counted.
+    assert_eq!(layer.stats().dropped(DropReason::Expired), 1);
+    layer.close().await.unwrap();
+}
+
+/// `group_add` of an existing member refreshes its join time, so a long-lived connection that
+/// re-adds itself periodically never expires out of its groups (pub/sub memberships do not
+/// expire at all: re-adding is harmless there).
+async fn re_adding_refreshes_membership(kind: Kind) {
+    init_tracing();
+    let group_expiry = Duration::from_secs(2);
+    let mut fx = Fixture::new(
+        kind,
+        Limits {
+            group_expiry: Some(group_expiry),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let layer = fx.layer();
+    let mut member = layer.new_channel().await.unwrap();
+    if kind == Kind::Memory {
+        tokio::time::pause();
+    }
+    // Three quarters of the expiry, twice: the first join is then older than `group_expiry`,
+    // the refreshed one is not. (Redis cuts off at whole seconds, which 1.5 s steps survive.)
+    let step = group_expiry * 3 / 4;
+    let wait = |step| async move {
+        match kind {
+            Kind::Memory => tokio::time::advance(step).await,
+            Kind::PubSub => {}
+            Kind::Queue | Kind::QueueTwoHosts => tokio::time::sleep(step).await,
+        }
+    };
+    layer.group_add("room", member.name()).await.unwrap();
+    wait(step).await;
+    layer.group_add("room", member.name()).await.unwrap();
+    wait(step).await;
+    layer
+        .group_send("room", msg(json!({"type": "still here"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        recv(&mut member).await.get("type"),
+        Some(&json!("still here"))
+    );
+    assert_eq!(layer.stats().dropped_total(), 0, "{:?}", layer.stats());
     layer.close().await.unwrap();
 }
 
