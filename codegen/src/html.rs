@@ -310,6 +310,7 @@ fn message_view(api: &ir::Api, channel: &ir::Channel, m: &ir::Message, anchor: &
     if let Some(properties) = m.payload_schema["properties"].as_object() {
         for key in crate::lower::ENVELOPE_PROPERTIES {
             if let Some(schema) = properties.get(key) {
+                let schema = local_target(&m.payload_schema, schema);
                 let mut envelope = row(
                     key,
                     schema["type"].as_str().unwrap_or("any JSON"),
@@ -335,6 +336,17 @@ fn message_view(api: &ir::Api, channel: &ir::Channel, m: &ir::Message, anchor: &
         "fields": rows,
         "examples": examples,
     })
+}
+
+/// The schema a `{"$ref": "#/$defs/..."}` of a message's frame schema points to, or `schema`
+/// itself.
+fn local_target<'s>(root: &'s Value, schema: &'s Value) -> &'s Value {
+    schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|pointer| root.pointer(pointer))
+        .unwrap_or(schema)
 }
 
 /// Appends a row per field of `kind`, unfolding named object types in place (`payload.message`)

@@ -254,7 +254,9 @@ pub struct Message {
     pub examples: Vec<Example>,
     /// Pointer to the message object.
     pub pointer: String,
-    /// The frame's schema after `$ref` resolution, as JSON (for docs and contract tests).
+    /// The frame's schema as one self-contained JSON Schema (for docs and contract tests): each
+    /// component schema it uses is written once under `$defs`, and its `$ref`s point there
+    /// (`#/$defs/<component name>`).
     pub payload_schema: serde_json::Value,
 }
 

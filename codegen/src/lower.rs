@@ -40,6 +40,7 @@ pub(crate) fn lower(doc: &Document) -> Result<ir::Api> {
         doc,
         types: IndexMap::new(),
         names: HashMap::new(),
+        visiting: Vec::new(),
     };
     let mut channels = Vec::new();
     for (id, channel) in &doc.channels {
@@ -56,6 +57,7 @@ pub(crate) fn lower(doc: &Document) -> Result<ir::Api> {
         };
         channels.push(lowering.channel(id, channel, &pointer)?);
     }
+    check_finite(&lowering.types)?;
     let servers = doc
         .servers
         .iter()
@@ -101,6 +103,9 @@ struct Lowering<'d> {
     types: IndexMap<String, ir::TypeDef>,
     /// Type name -> pointer of the schema that took it, to refuse two schemas with one name.
     names: HashMap<String, String>,
+    /// Pointers of the component schemas being lowered, innermost last: a `$ref` back to one of
+    /// them that has no named type yet would recurse forever.
+    visiting: Vec<String>,
 }
 
 impl<'d> Lowering<'d> {
@@ -459,7 +464,7 @@ impl<'d> Lowering<'d> {
             None => None,
             Some(c) => Some(self.correlation_property(c, &format!("{pointer}/correlationId"))?),
         };
-        let payload_schema = self.resolved_json(schema, &schema_pointer, 0)?;
+        let payload_schema = self.resolved_json(schema, &schema_pointer)?;
         Ok(ir::Message {
             id: key.to_owned(),
             variant: pascal_case(&action),
@@ -645,7 +650,19 @@ impl<'d> Lowering<'d> {
     fn type_ref(&mut self, schema: &'d Schema, pointer: &str) -> Result<(ir::TypeRef, bool)> {
         if let Some(reference) = &schema.reference {
             let (target, at, name) = self.resolve_schema_ref(reference, pointer)?;
-            return self.named_or_inline(target, &at, Some(&name));
+            // A schema reached again while it is being lowered is fine once it has a named
+            // type (objects and titled unions register theirs before lowering their parts);
+            // anything else (an array of itself, a nullable alias of itself) has no finite type.
+            if self.visiting.contains(&at) && !self.types.contains_key(&at) {
+                return Err(GenerateError::Unsupported {
+                    pointer: at,
+                    what: format!("the schema contains itself through the `$ref` at {pointer} with no object or titled union in between, so it has no finite type; expected the recursion to pass through an object property"),
+                });
+            }
+            self.visiting.push(at.clone());
+            let lowered = self.named_or_inline(target, &at, Some(&name));
+            self.visiting.pop();
+            return lowered;
         }
         check_keywords(schema, pointer)?;
         self.named_or_inline(schema, pointer, None)
@@ -684,6 +701,20 @@ impl<'d> Lowering<'d> {
                 return Ok((named(&existing.name), nullable));
             }
             self.claim_name(&name, pointer)?;
+            // Registered before the alternatives are lowered, so that one referring back to this
+            // union resolves to its name instead of recursing.
+            self.types.insert(
+                pointer.to_owned(),
+                ir::TypeDef {
+                    name: name.clone(),
+                    description: schema.description.clone(),
+                    pointer: pointer.to_owned(),
+                    kind: ir::TypeKind::Untagged {
+                        variants: Vec::new(),
+                    },
+                    action: None,
+                },
+            );
             let mut variants = Vec::new();
             for (i, alternative) in non_null {
                 let alt_pointer = format!("{pointer}/{keyword}/{i}");
@@ -716,16 +747,11 @@ impl<'d> Lowering<'d> {
                     description: described.description.clone(),
                 });
             }
-            self.types.insert(
-                pointer.to_owned(),
-                ir::TypeDef {
-                    name: name.clone(),
-                    description: schema.description.clone(),
-                    pointer: pointer.to_owned(),
-                    kind: ir::TypeKind::Untagged { variants },
-                    action: None,
-                },
-            );
+            // Moved behind its alternatives' types, where it has always been listed.
+            if let Some(mut t) = self.types.shift_remove(pointer) {
+                t.kind = ir::TypeKind::Untagged { variants };
+                self.types.insert(pointer.to_owned(), t);
+            }
             return Ok((named(&name), nullable));
         }
 
@@ -894,15 +920,42 @@ impl<'d> Lowering<'d> {
         }
     }
 
-    /// The schema with every `$ref` replaced by its target, as JSON: what a validator of frames
-    /// needs, and what docs show.
-    fn resolved_json(&self, schema: &Schema, pointer: &str, depth: usize) -> Result<Value> {
-        if depth > MAX_REF_DEPTH {
-            return Err(ref_cycle(pointer));
+    /// The frame schema as one self-contained JSON Schema (what a validator of frames needs, and
+    /// what docs show): the schema itself, with each component it uses written once under
+    /// `$defs` and every `$ref` pointing there. Writing each component once, instead of in place
+    /// at every use, keeps the output linear in the document even when references fan out, and
+    /// lets a recursive schema refer to itself.
+    fn resolved_json(&self, schema: &Schema, pointer: &str) -> Result<Value> {
+        let mut defs = IndexMap::new();
+        let mut root = self.schema_json(schema, pointer, &mut defs)?;
+        if !defs.is_empty() {
+            if let Value::Object(root) = &mut root {
+                root.insert(
+                    "$defs".into(),
+                    Value::Object(defs.into_iter().collect()),
+                );
+            }
         }
+        Ok(root)
+    }
+
+    /// One schema as JSON; the components it refers to are added to `defs` (by name), each once.
+    fn schema_json(
+        &self,
+        schema: &Schema,
+        pointer: &str,
+        defs: &mut IndexMap<String, Value>,
+    ) -> Result<Value> {
         if let Some(reference) = &schema.reference {
-            let (target, at, _) = self.resolve_schema_ref(reference, pointer)?;
-            return self.resolved_json(target, &at, depth + 1);
+            let (target, at, name) = self.resolve_schema_ref(reference, pointer)?;
+            if !defs.contains_key(&name) {
+                // Claimed before the component is written, so a reference back to it (recursion)
+                // stops here.
+                defs.insert(name.clone(), Value::Null);
+                let written = self.schema_json(target, &at, defs)?;
+                defs.insert(name.clone(), written);
+            }
+            return Ok(serde_json::json!({ "$ref": format!("#/$defs/{}", escape_pointer(&name)) }));
         }
         let mut out = serde_json::Map::new();
         if let Some(t) = &schema.title {
@@ -929,7 +982,7 @@ impl<'d> Lowering<'d> {
                 let prop_pointer = format!("{pointer}/properties/{}", escape_pointer(name));
                 props.insert(
                     name.clone(),
-                    self.resolved_json(prop, &prop_pointer, depth + 1)?,
+                    self.schema_json(prop, &prop_pointer, defs)?,
                 );
             }
             out.insert("properties".into(), Value::Object(props));
@@ -943,7 +996,7 @@ impl<'d> Lowering<'d> {
         if let Some(items) = &schema.items {
             out.insert(
                 "items".into(),
-                self.resolved_json(items, &format!("{pointer}/items"), depth + 1)?,
+                self.schema_json(items, &format!("{pointer}/items"), defs)?,
             );
         }
         if let Some(e) = &schema.enumeration {
@@ -956,11 +1009,7 @@ impl<'d> Lowering<'d> {
             if let Some(alternatives) = alternatives {
                 let mut resolved = Vec::new();
                 for (i, a) in alternatives.iter().enumerate() {
-                    resolved.push(self.resolved_json(
-                        a,
-                        &format!("{pointer}/{keyword}/{i}"),
-                        depth + 1,
-                    )?);
+                    resolved.push(self.schema_json(a, &format!("{pointer}/{keyword}/{i}"), defs)?);
                 }
                 out.insert(keyword.into(), Value::Array(resolved));
             }
@@ -978,6 +1027,77 @@ impl<'d> Lowering<'d> {
         }
         Ok(Value::Object(out))
     }
+}
+
+/// Refuses a named type that contains itself other than through an array. Rust needs an
+/// indirection to hold a value inside a value of the same type, and the generated types only have
+/// one where JSON has one that can be empty: an array (`struct Node { next: Option<Node> }` has no
+/// finite size; `struct Node { children: Vec<Node> }` does).
+fn check_finite(types: &IndexMap<String, ir::TypeDef>) -> Result<()> {
+    /// The named types `ty` holds inline (arrays hold theirs on the heap).
+    fn inline_names<'a>(ty: &'a ir::TypeRef, out: &mut Vec<&'a str>) {
+        match ty {
+            ir::TypeRef::Named { name } => out.push(name),
+            ir::TypeRef::Nullable { inner } => inline_names(inner, out),
+            _ => {}
+        }
+    }
+    let by_name: HashMap<&str, &ir::TypeDef> =
+        types.values().map(|t| (t.name.as_str(), t)).collect();
+    let contains = |def: &'_ ir::TypeDef| {
+        let mut out = Vec::new();
+        match &def.kind {
+            ir::TypeKind::Struct { fields } => {
+                for f in fields {
+                    inline_names(&f.ty, &mut out);
+                }
+            }
+            ir::TypeKind::Untagged { variants } => {
+                for v in variants {
+                    inline_names(&v.ty, &mut out);
+                }
+            }
+            ir::TypeKind::StringEnum { .. } => {}
+        }
+        // Reversed, so that popping visits them in document order.
+        out.into_iter().rev().map(str::to_owned).collect::<Vec<String>>()
+    };
+    // Depth-first search; `path` holds the types being visited, `done` those known to be finite.
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    for start in types.values() {
+        if done.contains(&start.name) {
+            continue;
+        }
+        let mut path: Vec<(String, Vec<String>)> = vec![(start.name.clone(), contains(start))];
+        while let Some((_, pending)) = path.last_mut() {
+            let Some(next) = pending.pop() else {
+                if let Some((name, _)) = path.pop() {
+                    done.insert(name);
+                }
+                continue;
+            };
+            if done.contains(&next) {
+                continue;
+            }
+            if let Some(at) = path.iter().position(|(name, _)| *name == next) {
+                let mut cycle: Vec<String> =
+                    path[at..].iter().map(|(name, _)| format!("`{name}`")).collect();
+                cycle.push(format!("`{next}`"));
+                let pointer = by_name
+                    .get(next.as_str())
+                    .map(|t| t.pointer.clone())
+                    .unwrap_or_default();
+                return Err(GenerateError::Unsupported {
+                    pointer,
+                    what: format!("the type `{next}` contains itself ({}) other than through an array, so it would have no finite size; expected the recursion to pass through an array (`type: array` with `items`)", cycle.join(" -> ")),
+                });
+            }
+            if let Some(def) = by_name.get(next.as_str()) {
+                path.push((next, contains(def)));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Names the generated file already uses at its top level (the prelude and its imports), which a

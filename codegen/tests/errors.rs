@@ -217,3 +217,104 @@ fn mangled_documents_never_panic() {
         "deleting lines should break the document often, refused {refused}"
     );
 }
+
+/// `asyncapi.yaml` with `RoomMessagePayload.room_name` replaced by a property of type `Loop`,
+/// defined by `definition` (indented as a component schema).
+fn with_loop(definition: &str) -> String {
+    let spec = edited(
+        "        room_name:\n          title: Room Name\n",
+        "        looped:\n          $ref: '#/components/schemas/Loop'\n        room_name:\n          title: Room Name\n",
+    );
+    spec.replacen("  schemas:\n", &format!("  schemas:\n    Loop:\n{definition}"), 1)
+}
+
+#[test]
+fn an_array_of_itself_is_refused() {
+    let spec = with_loop("      type: array\n      items:\n        $ref: '#/components/schemas/Loop'\n");
+    assert_eq!(error_of(&spec), "#/components/schemas/Loop: the schema contains itself through the `$ref` at #/components/schemas/Loop/items with no object or titled union in between, so it has no finite type; expected the recursion to pass through an object property");
+}
+
+#[test]
+fn a_union_of_itself_is_refused() {
+    let spec = with_loop(
+        "      title: Loop\n      oneOf:\n        - $ref: '#/components/schemas/Loop'\n        - type: string\n        - type: integer\n",
+    );
+    assert_eq!(error_of(&spec), "#/components/schemas/Loop: the type `Loop` contains itself (`Loop` -> `Loop`) other than through an array, so it would have no finite size; expected the recursion to pass through an array (`type: array` with `items`)");
+}
+
+#[test]
+fn a_nullable_alias_of_itself_is_refused() {
+    let spec = with_loop(
+        "      oneOf:\n        - $ref: '#/components/schemas/Loop'\n        - type: 'null'\n",
+    );
+    assert_eq!(error_of(&spec), "#/components/schemas/Loop: the schema contains itself through the `$ref` at #/components/schemas/Loop/oneOf/0 with no object or titled union in between, so it has no finite type; expected the recursion to pass through an object property");
+}
+
+#[test]
+fn an_object_holding_itself_outside_an_array_is_refused() {
+    let spec = with_loop(
+        "      type: object\n      properties:\n        next:\n          $ref: '#/components/schemas/Hop'\n    Hop:\n      type: object\n      properties:\n        back:\n          $ref: '#/components/schemas/Loop'\n",
+    );
+    assert_eq!(error_of(&spec), "#/components/schemas/Loop: the type `Loop` contains itself (`Loop` -> `Hop` -> `Loop`) other than through an array, so it would have no finite size; expected the recursion to pass through an array (`type: array` with `items`)");
+}
+
+/// Recursion through an array is a tree, which every target renders (and whose frame schema
+/// refers to itself through `$defs`).
+#[test]
+fn a_tree_is_accepted() {
+    let spec = with_loop(
+        "      type: object\n      properties:\n        label:\n          type: string\n        children:\n          type: array\n          items:\n            $ref: '#/components/schemas/Loop'\n      required: [label]\n",
+    );
+    for target in [Target::Rust, Target::Html, Target::Client] {
+        if let Err(e) = generate(&spec, target) {
+            panic!("{target:?}: {e}");
+        }
+    }
+    let rust: String = generate(&spec, Target::Rust)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| f.contents)
+        .collect();
+    assert!(rust.contains("pub children: Option<Vec<Loop>>,"), "{rust}");
+}
+
+/// Each schema references the next one eight times: written out in place, the frame schema of
+/// the message would hold 8^12 copies of the last one. Each component is written once instead.
+#[test]
+fn references_that_fan_out_stay_linear() {
+    let mut schemas = String::new();
+    for level in 0..12 {
+        schemas.push_str(&format!("    Fan{level}:\n      type: object\n      properties:\n"));
+        for branch in 0..8 {
+            schemas.push_str(&format!(
+                "        p{branch}:\n          $ref: '#/components/schemas/Fan{}'\n",
+                level + 1
+            ));
+        }
+    }
+    schemas.push_str("    Fan12:\n      type: string\n");
+    let spec = edited(
+        "        room_name:\n          title: Room Name\n",
+        "        fan:\n          $ref: '#/components/schemas/Fan0'\n        room_name:\n          title: Room Name\n",
+    )
+    .replacen("  schemas:\n", &format!("  schemas:\n{schemas}"), 1);
+    let started = std::time::Instant::now();
+    let api = asyncapi_codegen::analyse(&spec).unwrap_or_else(|e| panic!("{e}"));
+    for target in [Target::Rust, Target::Html, Target::Client] {
+        if let Err(e) = generate(&spec, target) {
+            panic!("{target:?}: {e}");
+        }
+    }
+    // Not a timing assertion on a fast path: exponential work would take hours, not seconds.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let chat = api.channels[0]
+        .messages
+        .iter()
+        .find(|m| m.action == "room_chat")
+        .unwrap_or_else(|| panic!("no room_chat"));
+    assert_eq!(
+        chat.payload_schema["$defs"]["Fan0"]["properties"]["p7"]["$ref"],
+        "#/$defs/Fan1"
+    );
+    assert!(chat.payload_schema.to_string().len() < 100_000);
+}
