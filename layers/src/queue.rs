@@ -323,15 +323,6 @@ impl Shared {
         self.settings.expiry.as_secs().max(1)
     }
 
-    /// How long a group's sorted set outlives its latest `group_add`: twice `group_expiry`
-    /// (Python uses `group_expiry` itself). Members older than `group_expiry` are evicted by
-    /// score when the next broadcast reads the group, which counts them; if the key expired with
-    /// them, a broadcast soon after would find nothing and the eviction would go unnoticed. The
-    /// cost is a stale group lingering in Redis one `group_expiry` longer.
-    fn group_key_ttl_secs(&self) -> u64 {
-        self.settings.group_expiry.as_secs().max(1) * 2
-    }
-
     fn group_key(&self, group: &str) -> String {
         format!("{}:group:{group}", self.settings.prefix)
     }
@@ -381,7 +372,7 @@ impl Shared {
             pipe.cmd("ZADD").arg(&key).arg(now).arg(channel).ignore();
             pipe.cmd("EXPIRE")
                 .arg(&key)
-                .arg(self.group_key_ttl_secs())
+                .arg(self.settings.group_expiry.as_secs().max(1))
                 .ignore();
         }
         match pipe.query_async::<()>(conn).await {
@@ -770,7 +761,7 @@ impl ChannelLayer for RedisQueueLayer {
             .ignore()
             .cmd("EXPIRE")
             .arg(&key)
-            .arg(shared.group_key_ttl_secs())
+            .arg(shared.settings.group_expiry.as_secs().max(1))
             .ignore()
             .query_async::<()>(&mut conn)
             .await

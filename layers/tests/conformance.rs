@@ -339,15 +339,21 @@ async fn group_memberships_expire(kind: Kind) {
         tokio::time::pause();
     }
     layer.group_add("room", old.name()).await.unwrap();
-    if kind == Kind::Memory {
-        tokio::time::advance(group_expiry + Duration::from_millis(1)).await;
-    } else {
-        // Redis cuts off at whole seconds: one more second makes the join surely stale, while
-        // the group key (kept for twice `group_expiry`) still holds it to be counted.
-        tokio::time::sleep(group_expiry + Duration::from_millis(1100)).await;
-    }
+    // A fresh member joins while the old one is still valid, keeping the group itself alive
+    // (Redis expires the whole group key `group_expiry` after its latest join); then time
+    // passes until only the old membership is stale.
     let mut fresh = layer.new_channel().await.unwrap();
-    layer.group_add("room", fresh.name()).await.unwrap();
+    if kind == Kind::Memory {
+        tokio::time::advance(group_expiry * 3 / 4).await;
+        layer.group_add("room", fresh.name()).await.unwrap();
+        tokio::time::advance(group_expiry / 4 + Duration::from_millis(1)).await;
+    } else {
+        tokio::time::sleep(group_expiry * 3 / 4).await;
+        layer.group_add("room", fresh.name()).await.unwrap();
+        // Redis cuts off at whole seconds: 1.6 s more makes the old join (3.1 s ago) surely
+        // stale and leaves the fresh one (1.6 s ago) valid.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+    }
     layer
         .group_send("room", msg(json!({"type": "news"})))
         .await
