@@ -44,10 +44,17 @@ pub struct Config {
     pub max_frame_bytes: usize,
 
     /// WebSocket read buffer per connection, in bytes. The library default (128 KiB) makes an
-    /// idle connection cost ~130 KiB; 4 KiB keeps it at a few KiB, at the cost of more read
-    /// calls for large frames, which chat does not have.
-    #[arg(long, env = "READ_BUFFER_BYTES", default_value_t = 4 * 1024)]
+    /// idle connection cost ~130 KiB; 2 KiB keeps it at a few KiB (every KiB here is a KiB per
+    /// idle connection), at the cost of more read calls for large frames, which chat does not
+    /// have.
+    #[arg(long, env = "READ_BUFFER_BYTES", default_value_t = 2 * 1024)]
     pub read_buffer_bytes: usize,
+
+    /// Bytes of outgoing frames buffered before they are written to the socket (the writer also
+    /// flushes whenever its queue runs dry). Small frames of one burst then share a write call;
+    /// 8 KiB is a few dozen chat frames, and the buffer only grows while it is used.
+    #[arg(long, env = "WRITE_BUFFER_BYTES", default_value_t = 8 * 1024)]
+    pub write_buffer_bytes: usize,
 
     /// Frames queued for one client before it counts as too slow and is closed with code 1008
     /// (policy violation, reason "slow consumer"). 1,024 frames absorbs bursts of a busy room
@@ -79,6 +86,12 @@ pub struct Config {
     #[arg(long, env = "WRITE_TIMEOUT_SECS", default_value_t = 10)]
     pub write_timeout_secs: u64,
 
+    /// After the server sends a close frame, how long it waits for the client's, in
+    /// milliseconds (the closing handshake). Long enough for a live client on a slow link,
+    /// short enough that a vanished one frees its slot quickly.
+    #[arg(long, env = "CLOSE_LINGER_MS", default_value_t = 2000)]
+    pub close_linger_ms: u64,
+
     /// Origins allowed to open WebSockets (comma-separated, e.g. `https://chat.example.com`).
     /// Empty allows any origin, which suits local development and non-browser clients.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -89,10 +102,16 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_DRAIN_MS", default_value_t = 300)]
     pub shutdown_drain_ms: u64,
 
-    /// On SIGTERM/Ctrl-C, the most the whole shutdown may take, in seconds; connections still
-    /// open then are dropped.
+    /// On SIGTERM/Ctrl-C, the most the whole shutdown may take, in seconds (drain, close frames,
+    /// closing the layers); connections still open then are dropped.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
+
+    /// How often each connection renews its group memberships, in seconds. Layers expire
+    /// memberships after a day (as the Python layers do), so a connection open longer than that
+    /// would stop receiving its room; renewing hourly keeps it with a wide margin.
+    #[arg(long, env = "GROUP_REFRESH_SECS", default_value_t = 3600)]
+    pub group_refresh_secs: u64,
 
     /// The channel-layer alias the room chat uses (`chat` by default, as in the tutorial).
     #[arg(long, env = "CHAT_LAYER", default_value = "chat")]
@@ -100,9 +119,15 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// Every field at its documented default, ignoring the environment (so a `REDIS_URL` or
+    /// `SEND_COMPLETION` in the caller's shell cannot leak into a config built in code).
     fn default() -> Self {
-        // The parser only fails on bad input; with no input every field takes its default.
-        Self::parse_from(["room-chat"])
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Self::command().mut_args(|arg| arg.env(None));
+        let matches = command.get_matches_from(["room-chat"]);
+        // With no arguments and no environment only the declared defaults apply, and each of
+        // them parses; the exit path is unreachable short of a broken default in this file.
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 }
 
@@ -122,6 +147,16 @@ impl Config {
         Duration::from_secs(self.write_timeout_secs.max(1))
     }
 
+    /// [`Self::group_refresh_secs`] as a duration.
+    pub fn group_refresh(&self) -> Duration {
+        Duration::from_secs(self.group_refresh_secs.max(1))
+    }
+
+    /// [`Self::close_linger_ms`] as a duration.
+    pub fn close_linger(&self) -> Duration {
+        Duration::from_millis(self.close_linger_ms)
+    }
+
     /// [`Self::shutdown_drain_ms`] as a duration.
     pub fn shutdown_drain(&self) -> Duration {
         Duration::from_millis(self.shutdown_drain_ms)
@@ -130,5 +165,27 @@ impl Config {
     /// [`Self::shutdown_timeout_secs`] as a duration.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        // Set for this process only; the test checks `Default` does not read it.
+        std::env::set_var("OUTBOUND_QUEUE", "7");
+        let config = Config::default();
+        std::env::remove_var("OUTBOUND_QUEUE");
+        assert_eq!(config.outbound_queue, 1024);
+        assert_eq!(config.port, 8000);
+    }
+
+    #[test]
+    fn flags_and_environment_configure_the_binary() {
+        let config = Config::parse_from(["room-chat", "--port", "9000", "--max-frame-bytes", "10"]);
+        assert_eq!(config.port, 9000);
+        assert_eq!(config.max_frame_bytes, 10);
     }
 }

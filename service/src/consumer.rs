@@ -93,6 +93,10 @@ pub struct ConnectionSettings {
     pub send_completion: bool,
     /// Largest message accepted (for the close reason).
     pub max_frame_bytes: usize,
+    /// How often a connection renews its group memberships.
+    pub group_refresh: Duration,
+    /// How long to wait for the client's close frame after the server's.
+    pub close_linger: Duration,
 }
 
 /// An app served by the runtime: lifecycle hooks around the generated handler.
@@ -186,11 +190,13 @@ impl<O: Serialize> Connection<O> {
     /// Leaves `group`.
     pub async fn group_discard(&mut self, group: &str) -> Result<(), ConsumerError> {
         let group = self.layer.safe_group_name(group).into_owned();
+        // Forget the group only once the layer has let go of it: if the discard fails, the
+        // runtime still discards it when the connection ends.
+        self.layer.group_discard(&group, &self.inbox_name).await?;
         if let Some(at) = self.groups.iter().position(|g| *g == group) {
             self.groups.swap_remove(at);
             self.metrics.group_left(&group);
         }
-        self.layer.group_discard(&group, &self.inbox_name).await?;
         Ok(())
     }
 
@@ -241,7 +247,8 @@ impl<O: Serialize> Connection<O> {
     }
 
     fn queue_close(&self, code: u16, reason: &'static str) {
-        // A full queue means the client is not reading anyway; the overflow path closes it.
+        // A full queue means the client is not reading anyway; the overflow path closes it, so
+        // such a client sees 1008 "slow consumer" instead of the code asked for here.
         if self
             .outbound
             .try_send(Outbound::Close(code, reason))
@@ -274,7 +281,7 @@ pub async fn serve<C: Consumer>(
     shutdown: Shutdown,
 ) {
     metrics.connection_opened();
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(settings.outbound_queue.max(1));
     let overflow = CancellationToken::new();
     let writer_gone = CancellationToken::new();
@@ -291,6 +298,7 @@ pub async fn serve<C: Consumer>(
         Ok(inbox) => inbox,
         Err(e) => {
             tracing::error!(error = %e, "cannot open a layer channel; refusing the connection");
+            metrics.closed(CloseReason::LayerUnavailable);
             let _ = tx.try_send(Outbound::Close(
                 close_code::INTERNAL_ERROR,
                 "channel layer unavailable",
@@ -310,11 +318,13 @@ pub async fn serve<C: Consumer>(
         metrics: metrics.clone(),
         _outgoing: PhantomData,
     };
-    let span = tracing::debug_span!("connection", channel = %conn.inbox_name);
-    let _enter = span.enter();
+    // The server instruments this task with a `connection` span; name the channel in it now
+    // that it exists, so every log line of this connection says which one it is.
+    tracing::Span::current().record("channel", conn.inbox_name.as_str());
 
     if let Err(e) = consumer.on_connect(&mut conn).await {
         tracing::warn!(error = %e, "connect hook failed; closing");
+        metrics.closed(CloseReason::LayerUnavailable);
         // The hook may have joined groups before it failed; leave them, or a Redis-backed
         // group would keep a member that no longer exists.
         leave_groups(&mut conn).await;
@@ -328,7 +338,7 @@ pub async fn serve<C: Consumer>(
     let ending = read_loop(
         &consumer,
         &mut conn,
-        stream,
+        &mut stream,
         &mut inbox,
         &settings,
         &shutdown,
@@ -348,6 +358,7 @@ pub async fn serve<C: Consumer>(
 
     match ending {
         Ending::Shutdown => {
+            metrics.closed(CloseReason::Shutdown);
             conn.queue_close(close_code::GOING_AWAY, "server shutting down");
         }
         Ending::Idle => {
@@ -358,17 +369,52 @@ pub async fn serve<C: Consumer>(
             metrics.closed(CloseReason::FrameTooLarge);
             conn.queue_close(close_code::MESSAGE_TOO_BIG, "frame too large");
         }
-        Ending::LayerClosed => conn.queue_close(close_code::INTERNAL_ERROR, "channel layer closed"),
+        Ending::LayerClosed => {
+            metrics.closed(CloseReason::LayerUnavailable);
+            conn.queue_close(close_code::INTERNAL_ERROR, "channel layer closed");
+        }
         Ending::ClientLeft | Ending::WriterGone => {}
     }
     drop(inbox);
     finish(&mut conn, writer, &metrics).await;
+    if ending != Ending::ClientLeft {
+        linger(&mut stream, settings.close_linger).await;
+    }
+}
+
+/// After the server's close frame, waits (bounded) for the client's: the closing handshake of
+/// RFC 6455. Dropping the socket at once would make the client's automatic replies (pongs, its
+/// close frame) hit a closed socket, and the resulting TCP reset can destroy the close frame
+/// still unread in the client's buffer, so the client would see an abrupt end, not the code.
+async fn linger(stream: &mut SplitStream<WebSocket>, wait: Duration) {
+    let _ = tokio::time::timeout(wait, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Layer messages forwarded per turn of the read loop before client frames get a chance again.
+const DELIVERY_BATCH: usize = 64;
+
+/// Re-joins every group, which renews the membership's timestamp: layers expire memberships
+/// after `group_expiry` (a day by default, as in the Python layers), and a connection that
+/// stays open longer must not silently stop receiving its room.
+async fn refresh_groups<O>(conn: &Connection<O>) {
+    for group in &conn.groups {
+        if let Err(e) = conn.layer.group_add(group, &conn.inbox_name).await {
+            tracing::warn!(group, error = %e, "could not renew group membership; retrying at the next refresh");
+        }
+    }
 }
 
 async fn read_loop<C: Consumer>(
     consumer: &C,
     conn: &mut Connection<C::Outgoing>,
-    mut stream: SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
     inbox: &mut Inbox,
     settings: &ConnectionSettings,
     shutdown: &Shutdown,
@@ -376,20 +422,28 @@ async fn read_loop<C: Consumer>(
 ) -> Ending {
     let idle = tokio::time::sleep(settings.idle_timeout);
     tokio::pin!(idle);
+    let mut refresh = tokio::time::interval(settings.group_refresh);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh.tick().await;
     loop {
+        // Not `biased`: deliveries and client frames take turns at random, so neither a flood
+        // of broadcasts nor a flood of frames from this client can starve the other (or the
+        // socket read that notices pongs). Each turn of deliveries takes up to
+        // `DELIVERY_BATCH` messages, which keeps the layer's per-channel queue short.
         tokio::select! {
-            // Shutdown and a dead writer first: nothing else matters once either happened. Then
-            // deliveries before new client frames: draining what is owed to the client keeps the
-            // layer's per-channel queue short (a flood of frames from this client cannot starve
-            // its own inbox into overflow), and it is the backpressure-friendly order: work that
-            // produces more output waits for output already produced.
-            biased;
             () = shutdown.leaving() => return Ending::Shutdown,
             () = writer_gone.cancelled() => return Ending::WriterGone,
             () = conn.overflow.cancelled() => return Ending::WriterGone,
             () = &mut idle => return Ending::Idle,
+            _ = refresh.tick() => refresh_groups(conn).await,
             message = inbox.receive() => match message {
-                Ok(message) => deliver::<C>(conn, &message, settings.send_completion),
+                Ok(message) => {
+                    deliver::<C>(conn, &message, settings.send_completion);
+                    for _ in 1..DELIVERY_BATCH {
+                        let Some(message) = inbox.try_receive() else { break };
+                        deliver::<C>(conn, &message, settings.send_completion);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "layer channel closed");
                     return Ending::LayerClosed;
@@ -571,11 +625,19 @@ async fn write_loop(
     let timeout = settings.write_timeout;
     loop {
         tokio::select! {
+            // Pings before frames: under a constant stream of frames a biased `recv` first
+            // would never ping, and a healthy but read-only client would look dead.
             biased;
             () = overflow.cancelled() => {
                 let frame = close_frame(close_code::POLICY_VIOLATION, "slow consumer");
                 let _ = tokio::time::timeout(timeout, sink.send(frame)).await;
                 break;
+            }
+            _ = ping.tick() => {
+                if !timed(sink.send(WsMessage::Ping(Bytes::new())), timeout, &metrics).await {
+                    gone.cancel();
+                    return;
+                }
             }
             item = rx.recv() => {
                 let Some(item) = item else {
@@ -584,11 +646,12 @@ async fn write_loop(
                 };
                 let mut pending = Some(item);
                 let mut fed = 0;
+                let mut yielded = false;
                 let mut closing = None;
                 while let Some(item) = pending.take() {
                     match item {
                         Outbound::Text(text) => {
-                            if !write_with_timeout(&mut sink, WsMessage::Text(text), timeout, &metrics, false).await {
+                            if !timed(sink.feed(WsMessage::Text(text)), timeout, &metrics).await {
                                 gone.cancel();
                                 return;
                             }
@@ -601,9 +664,17 @@ async fn write_loop(
                     }
                     if fed < BATCH {
                         pending = rx.try_recv().ok();
+                        if pending.is_none() && !yielded {
+                            // The queue ran dry before the batch filled: let the tasks that
+                            // are about to queue more run first (a broadcast wakes many
+                            // connections at once), so one write carries several frames.
+                            yielded = true;
+                            tokio::task::yield_now().await;
+                            pending = rx.try_recv().ok();
+                        }
                     }
                 }
-                if !flush_with_timeout(&mut sink, timeout, &metrics).await {
+                if !timed(sink.flush(), timeout, &metrics).await {
                     gone.cancel();
                     return;
                 }
@@ -612,52 +683,24 @@ async fn write_loop(
                     break;
                 }
             }
-            _ = ping.tick() => {
-                if !write_with_timeout(&mut sink, WsMessage::Ping(Bytes::new()), timeout, &metrics, true).await {
-                    gone.cancel();
-                    return;
-                }
-            }
         }
     }
     gone.cancel();
 }
 
-async fn write_with_timeout(
-    sink: &mut SplitSink<WebSocket, WsMessage>,
-    message: WsMessage,
+/// Runs one socket operation under the write timeout; `false` means the connection is done
+/// (an error, or a peer so slow that a single write did not complete in time).
+async fn timed<E>(
+    operation: impl std::future::Future<Output = Result<(), E>>,
     timeout: Duration,
     metrics: &Metrics,
-    flush: bool,
 ) -> bool {
-    let write = async {
-        if flush {
-            sink.send(message).await
-        } else {
-            sink.feed(message).await
-        }
-    };
-    match tokio::time::timeout(timeout, write).await {
+    match tokio::time::timeout(timeout, operation).await {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
         Err(_) => {
             metrics.closed(CloseReason::WriteTimeout);
             tracing::info!("write timed out; dropping the connection");
-            false
-        }
-    }
-}
-
-async fn flush_with_timeout(
-    sink: &mut SplitSink<WebSocket, WsMessage>,
-    timeout: Duration,
-    metrics: &Metrics,
-) -> bool {
-    match tokio::time::timeout(timeout, sink.flush()).await {
-        Ok(Ok(())) => true,
-        Ok(Err(_)) => false,
-        Err(_) => {
-            metrics.closed(CloseReason::WriteTimeout);
             false
         }
     }

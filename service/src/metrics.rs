@@ -49,6 +49,8 @@ pub enum CloseReason {
     Shutdown,
     /// A write did not complete within the write timeout.
     WriteTimeout,
+    /// The channel layer could not serve the connection (code 1011).
+    LayerUnavailable,
 }
 
 impl CloseReason {
@@ -59,6 +61,7 @@ impl CloseReason {
             Self::Idle => "idle",
             Self::Shutdown => "shutdown",
             Self::WriteTimeout => "write_timeout",
+            Self::LayerUnavailable => "layer_unavailable",
         }
     }
 }
@@ -208,8 +211,8 @@ impl Metrics {
                 &self.handler_errors,
             ),
             (
-                "room_chat_layer_messages_dropped_total",
-                "Layer messages this process could not deliver (malformed or unknown type).",
+                "room_chat_undeliverable_messages_total",
+                "Layer messages a connection received but could not deliver (unknown type or malformed); drops inside the layers are room_chat_layer_messages_total{event=\"dropped\"}.",
                 &self.broadcasts_dropped,
             ),
         ];

@@ -85,6 +85,8 @@ impl AppState {
             write_timeout: config.write_timeout(),
             send_completion: config.send_completion,
             max_frame_bytes: config.max_frame_bytes,
+            group_refresh: config.group_refresh(),
+            close_linger: config.close_linger(),
         };
         Ok(Self {
             config: Arc::new(config),
@@ -120,6 +122,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws/room/{room_name}", get(room_chat_socket))
         .route("/ws/room/", get(empty_room_name))
+        .route("/ws/room/{room_name}/", get(slash_in_room_name))
+        .route("/ws/room/{room_name}/{*rest}", get(slash_in_room_name))
         .route("/asyncapi.yaml", get(spec_yaml))
         .route("/asyncapi.json", get(spec_json))
         .route("/asyncapi.client.yaml", get(client_spec_yaml))
@@ -187,6 +191,13 @@ async fn empty_room_name(State(state): State<AppState>) -> Response {
     (StatusCode::FORBIDDEN, RoomNameError::Empty.to_string()).into_response()
 }
 
+/// `/ws/room/a/b` (a literal `/`, or a trailing one): the router would answer 404, but the
+/// client asked for a room whose name has a `/`, so it gets the room-name refusal.
+async fn slash_in_room_name(State(state): State<AppState>) -> Response {
+    state.metrics.refused(Refusal::RoomName);
+    (StatusCode::FORBIDDEN, RoomNameError::Slash.to_string()).into_response()
+}
+
 /// Releases an admitted connection's slot when the connection ends (or its upgrade fails).
 struct Admission(Arc<AtomicUsize>);
 
@@ -235,7 +246,7 @@ async fn room_chat_socket(
     let config = &state.config;
     upgrade
         .read_buffer_size(config.read_buffer_bytes)
-        .write_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.write_buffer_bytes)
         .max_message_size(config.max_frame_bytes)
         .max_frame_size(config.max_frame_bytes)
         .on_upgrade(move |socket| {
@@ -247,7 +258,13 @@ async fn room_chat_socket(
                 state.metrics.clone(),
                 state.shutdown.clone(),
             );
-            let tracked = state.shutdown.tracker().track_future(task);
+            // A span per connection, entered only while its task runs (an entered guard held
+            // across `.await` would leak it into whatever else runs on the thread).
+            let span = tracing::debug_span!("connection", channel = tracing::field::Empty);
+            let tracked = state
+                .shutdown
+                .tracker()
+                .track_future(tracing::Instrument::instrument(task, span));
             async move {
                 tracked.await;
                 drop(admission);
@@ -399,22 +416,26 @@ impl RunningServer {
     pub async fn shutdown(self) -> bool {
         self.stop.cancel();
         let config = &self.state.config;
+        // One deadline for everything, so the documented maximum is the real one.
+        let deadline = tokio::time::Instant::now() + config.shutdown_timeout();
         let clean = self
             .state
             .shutdown
-            .run(config.shutdown_drain(), config.shutdown_timeout())
+            .run(config.shutdown_drain(), deadline)
             .await;
         if !clean {
             tracing::warn!("some connections did not finish within the shutdown timeout");
         }
-        match tokio::time::timeout(config.shutdown_timeout(), self.task).await {
+        match tokio::time::timeout_at(deadline, self.task).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
             Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("HTTP server did not stop in time"),
             Ok(Ok(Ok(()))) => {}
         }
-        if let Err(e) = self.state.layers.close_all().await {
-            tracing::warn!(error = %e, "closing layers");
+        match tokio::time::timeout_at(deadline, self.state.layers.close_all()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "closing layers"),
+            Err(_) => tracing::warn!("layers did not close before the shutdown deadline"),
         }
         clean
     }

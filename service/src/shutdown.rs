@@ -49,12 +49,11 @@ impl Shutdown {
         &self.tracker
     }
 
-    /// Runs both phases: leave, drain for `drain`, close; then waits up to `timeout` in all for
-    /// the connection tasks. Returns whether every task finished in time.
-    pub async fn run(&self, drain: Duration, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// Runs both phases: leave, drain for `drain`, close; then waits until `deadline` at the
+    /// latest for the connection tasks. Returns whether every task finished in time.
+    pub async fn run(&self, drain: Duration, deadline: tokio::time::Instant) -> bool {
         self.leaving.cancel();
-        tokio::time::sleep(drain.min(timeout)).await;
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + drain)).await;
         self.closing.cancel();
         self.tracker.close();
         tokio::time::timeout_at(deadline, self.tracker.wait())

@@ -137,6 +137,14 @@ async fn refused_room_names_get_403_with_a_reason() {
             "for {segment:?}"
         );
     }
+    for segment in ["a/b", "general/"] {
+        let refused = Client::try_connect(&server.room_url(segment)).await;
+        assert_eq!(
+            refused.err(),
+            Some((403, "room name must not contain '/'".to_owned())),
+            "for {segment:?}"
+        );
+    }
     let empty = Client::try_connect(&format!("ws://{}/ws/room/", server.addr())).await;
     assert_eq!(
         empty.err(),
@@ -148,7 +156,7 @@ async fn refused_room_names_get_403_with_a_reason() {
     // The refusals are counted.
     let (_, metrics) = server.get("/metrics").await;
     assert!(
-        metrics.contains("room_chat_handshakes_refused_total{reason=\"room_name\"} 5"),
+        metrics.contains("room_chat_handshakes_refused_total{reason=\"room_name\"} 7"),
         "{metrics}"
     );
 }

@@ -104,11 +104,13 @@ async fn redis_outage_turns_health_red_then_green_and_chat_resumes(
     );
     a.send_text(r#"{"action":"ping"}"#).await;
     assert_eq!(a.recv_text().await, r#"{"action":"pong","payload":null}"#);
+    let alias = match layer() {
+        Layer::Queue(_) => "queue",
+        _ => "chat",
+    };
+    let up = format!("room_chat_layer_up{{alias=\"{alias}\"");
     let (_, metrics) = server.get("/metrics").await;
-    assert!(
-        metrics.contains("room_chat_layer_up{alias=\"chat\"")
-            || metrics.contains("room_chat_layer_up{alias=\"queue\"")
-    );
+    assert_eq!(metric(&metrics, &up), Some(0), "{metrics}");
 
     redis.restart().await.unwrap();
     let green = eventually(Duration::from_secs(15), || async {
@@ -144,10 +146,12 @@ async fn redis_outage_turns_health_red_then_green_and_chat_resumes(
     }
     assert!(seen, "the other member should receive messages again");
     let (_, metrics) = server.get("/metrics").await;
-    assert!(
-        metrics.contains("room_chat_layer_outages_total"),
-        "{metrics}"
+    assert_eq!(metric(&metrics, &up), Some(1), "{metrics}");
+    let outages = metric(
+        &metrics,
+        &format!("room_chat_layer_outages_total{{alias=\"{alias}\"}}"),
     );
+    assert!(outages >= Some(1), "the outage is counted: {metrics}");
 }
 
 async fn shutting_down_one_process_notifies_members_on_the_other(
@@ -167,4 +171,12 @@ async fn shutting_down_one_process_notifies_members_on_the_other(
     // The remaining process is unaffected.
     stays.chat("still here").await;
     assert_eq!(stays.recv_json().await, chat("still here", "general"));
+}
+
+/// The value of the first sample whose line starts with `prefix`.
+fn metric(text: &str, prefix: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
