@@ -3,7 +3,11 @@
 //! | path | what |
 //! |---|---|
 //! | `/ws/room/{room_name}` | the room chat WebSocket |
+//! | `/` | the chat web page (built on the generated client) |
 //! | `/asyncapi.yaml`, `/asyncapi.json` | the contract |
+//! | `/asyncapi.client.yaml` | the contract from the client's point of view |
+//! | `/asyncapi` | HTML documentation generated from the contract |
+//! | `/asyncapi/client.js`, `/asyncapi/client.d.ts` | the generated client module and its types |
 //! | `/healthz` | 200 while every layer's backend is reachable, 503 otherwise |
 //! | `/metrics` | Prometheus text |
 //!
