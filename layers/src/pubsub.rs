@@ -656,7 +656,8 @@ impl ChannelLayer for RedisPubSubLayer {
         let group_channel = self.group_channel(group);
         // Memberships here live as long as the inbox and never expire, so re-adding an existing
         // member has nothing to refresh (callers that re-add to refresh other layers may).
-        {
+        // Whether this call made the channel a member (false when it already was one).
+        let inserted = {
             let mut local = lock(&self.shared.local);
             // Reuse the routing table's name: memberships share it instead of copying it.
             let Some((channel, _)) = local.channels.get_key_value(channel) else {
@@ -665,7 +666,7 @@ impl ChannelLayer for RedisPubSubLayer {
                 });
             };
             let channel = channel.clone();
-            local
+            let inserted = local
                 .groups
                 .entry(group_channel.clone())
                 .or_default()
@@ -675,20 +676,25 @@ impl ChannelLayer for RedisPubSubLayer {
                 .entry(channel)
                 .or_default()
                 .insert(group_channel.clone());
-        }
+            inserted
+        };
         let index = self.shared.host_of(&group_channel);
         if let Err(e) = self
             .shared
             .reconcile(index, std::slice::from_ref(&group_channel))
             .await
         {
-            // Roll back: the caller is told it is not in the group, so it must not be.
-            leave(&self.shared, &group_channel, channel);
-            // Best effort: if we were the only member, nothing should stay subscribed.
-            let _ = self
-                .shared
-                .reconcile(index, std::slice::from_ref(&group_channel))
-                .await;
+            // A new membership is rolled back: the caller is told it is not in the group, so it
+            // must not be. An existing one stays: a failed refresh does not undo an earlier
+            // success, and the reconnect resubscribes the group for it.
+            if inserted {
+                leave(&self.shared, &group_channel, channel);
+                // Best effort: if we were the only member, nothing should stay subscribed.
+                let _ = self
+                    .shared
+                    .reconcile(index, std::slice::from_ref(&group_channel))
+                    .await;
+            }
             return Err(e);
         }
         Ok(())

@@ -179,3 +179,41 @@ async fn queue_notices_a_hung_redis() {
     let layer = Arc::new(RedisQueueLayer::new(QueueSettings::new(vec![redis.url()])).unwrap());
     notice_a_hung_redis(&redis, layer).await;
 }
+
+/// A `group_add` that fails during an outage does not undo an earlier successful one: the
+/// member stays in the group and receives again once Redis is back.
+#[tokio::test]
+async fn pubsub_failed_re_add_keeps_an_existing_membership() {
+    init_tracing();
+    let mut redis = RedisServer::start().await.unwrap();
+    let layer = RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()])).unwrap();
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.group_add("room", inbox.name()).await.unwrap();
+    let mut health = layer.health();
+    redis.kill().await;
+    tokio::time::timeout(Duration::from_secs(1), health.wait_for(|h| !h.is_up()))
+        .await
+        .expect("Down reported within a second")
+        .unwrap();
+    let refused = layer.group_add("room", inbox.name()).await;
+    assert!(
+        matches!(refused, Err(LayerError::Unavailable { .. })),
+        "{refused:?}"
+    );
+    redis.restart().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), health.wait_for(|h| h.is_up()))
+        .await
+        .expect("Up again after Redis is back")
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = layer.group_send("room", msg(json!({"n": "after"}))).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sends never recovered: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("after")));
+    drop(inbox);
+    layer.close().await.unwrap();
+}
