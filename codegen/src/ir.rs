@@ -192,6 +192,8 @@ pub enum TypeRef {
 pub struct Channel {
     /// The key in `channels` (`room_chat`).
     pub id: String,
+    /// The id as a Rust module name (`room_chat`; keywords escaped, unique in the document).
+    pub module: String,
     /// The id as a type-name prefix (`RoomChat`).
     pub type_prefix: String,
     /// The address template.
@@ -289,7 +291,8 @@ pub struct MessageUse {
 pub struct Operation {
     /// The key in `operations` (`handle_ping`).
     pub id: String,
-    /// The method name in generated code.
+    /// The method name in generated code (`snake_case`, keywords escaped; unique among the
+    /// channel's handlers).
     pub method: String,
     /// `receive` or `send`.
     pub action: String,

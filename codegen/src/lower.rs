@@ -15,7 +15,7 @@ use crate::ir;
 use crate::model::{
     Action, Channel, CorrelationId, Document, Message, Parameter, RefOr, Schema, TypeNames,
 };
-use crate::naming::{escape_pointer, field_name, pascal_case, snake_case, ts_property_name};
+use crate::naming::{escape_pointer, field_name, pascal_case, ts_property_name};
 
 /// Property names of the chanx envelope: they travel on every frame beside the payload and are
 /// handled by the dispatcher, so they never become struct fields.
@@ -55,7 +55,24 @@ pub(crate) fn lower(doc: &Document) -> Result<ir::Api> {
                 })
             }
         };
-        channels.push(lowering.channel(id, channel, &pointer)?);
+        let lowered = lowering.channel(id, channel, &pointer)?;
+        for other in &channels {
+            let other: &ir::Channel = other;
+            let clash = if other.module == lowered.module {
+                Some(("module", &lowered.module))
+            } else if other.type_prefix == lowered.type_prefix {
+                Some(("type-name prefix", &lowered.type_prefix))
+            } else {
+                None
+            };
+            if let Some((what, name)) = clash {
+                return Err(GenerateError::Unsupported {
+                    pointer,
+                    what: format!("the channel id maps to the {what} `{name}`, which the channel `{}` already has; rename one of them", other.id),
+                });
+            }
+        }
+        channels.push(lowered);
     }
     check_finite(&lowering.types)?;
     let servers = doc
@@ -114,6 +131,16 @@ impl<'d> Lowering<'d> {
             pointer: pointer.to_owned(),
             what: "channel has no `address`; expected the WebSocket path, e.g. `/ws/room/{room_name}`".into(),
         })?;
+        let module = field_name(id);
+        identifier(&module, pointer, || {
+            format!("the channel id `{id}` gives no Rust module name")
+        })?;
+        if RESERVED_MODULE_NAMES.contains(&module.as_str()) {
+            return Err(GenerateError::Unsupported {
+                pointer: pointer.to_owned(),
+                what: format!("the channel id maps to the module name `{module}`, which the generated code already uses; choose another id"),
+            });
+        }
         let parameters = self.parameters(channel, &address, pointer)?;
 
         // Messages of the channel, keyed by their key in `channels.<id>.messages`.
@@ -197,9 +224,7 @@ impl<'d> Lowering<'d> {
                         });
                     }
                     for u in &uses {
-                        incoming
-                            .entry(u.action.clone())
-                            .or_insert_with(|| u.clone());
+                        add_use(&mut incoming, u, "incoming", &by_action)?;
                     }
                 }
                 Action::Send => {
@@ -210,20 +235,16 @@ impl<'d> Lowering<'d> {
                         });
                     }
                     for u in &uses {
-                        outgoing
-                            .entry(u.action.clone())
-                            .or_insert_with(|| u.clone());
+                        add_use(&mut outgoing, u, "outgoing", &by_action)?;
                     }
                 }
             }
             if let Some(r) = &reply {
-                outgoing
-                    .entry(r.action.clone())
-                    .or_insert_with(|| r.clone());
+                add_use(&mut outgoing, r, "outgoing", &by_action)?;
             }
             let lowered = ir::Operation {
                 id: op_id.clone(),
-                method: snake_case(op_id),
+                method: field_name(op_id),
                 action: match op.action {
                     Action::Receive => "receive".into(),
                     Action::Send => "send".into(),
@@ -235,6 +256,9 @@ impl<'d> Lowering<'d> {
                 reply,
             };
             if op.action == Action::Receive {
+                identifier(&lowered.method, &op_pointer, || {
+                    format!("the operation id `{op_id}` gives no handler method name")
+                })?;
                 if handlers
                     .iter()
                     .any(|h: &ir::Operation| h.method == lowered.method)
@@ -256,6 +280,7 @@ impl<'d> Lowering<'d> {
         }
         Ok(ir::Channel {
             id: id.to_owned(),
+            module,
             type_prefix: pascal_case(id),
             address,
             title: channel.title.clone(),
@@ -298,9 +323,19 @@ impl<'d> Lowering<'d> {
                 });
             }
             let parameter = self.resolve_parameter(parameter, &param_pointer)?;
+            let rust_name = field_name(name);
+            identifier(&rust_name, &param_pointer, || {
+                format!("the parameter name `{name}` gives no field name")
+            })?;
+            if let Some(other) = out.iter().find(|p: &&ir::Parameter| p.rust_name == rust_name) {
+                return Err(GenerateError::Unsupported {
+                    pointer: param_pointer,
+                    what: format!("parameter `{name}` maps to the field name `{rust_name}`, which parameter `{}` already has; rename one of them", other.name),
+                });
+            }
             out.push(ir::Parameter {
                 name: name.clone(),
-                rust_name: field_name(name),
+                rust_name,
                 description: parameter.description.clone(),
                 examples: parameter.examples.clone(),
             });
@@ -464,10 +499,14 @@ impl<'d> Lowering<'d> {
             None => None,
             Some(c) => Some(self.correlation_property(c, &format!("{pointer}/correlationId"))?),
         };
+        let variant = pascal_case(&action);
+        check_variant_name(&variant, &format!("{schema_pointer}/properties/action/const"), || {
+            format!("the action `{action}`")
+        })?;
         let payload_schema = self.resolved_json(schema, &schema_pointer)?;
         Ok(ir::Message {
             id: key.to_owned(),
-            variant: pascal_case(&action),
+            variant,
             action,
             frame_type,
             title: message.title.clone(),
@@ -578,6 +617,9 @@ impl<'d> Lowering<'d> {
             let prop_pointer = format!("{pointer}/properties/{}", escape_pointer(prop));
             let (ty, nullable) = self.type_ref(prop_schema, &prop_pointer)?;
             let rust_name = field_name(prop);
+            identifier(&rust_name, &prop_pointer, || {
+                format!("the property name `{prop}` gives no field name")
+            })?;
             if !rust_names.insert(rust_name.clone()) {
                 return Err(GenerateError::Unsupported {
                     pointer: prop_pointer,
@@ -731,7 +773,11 @@ impl<'d> Lowering<'d> {
                     .title
                     .as_deref()
                     .map(pascal_case)
+                    .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| variant_name_for(&ty));
+                check_variant_name(&variant_name, &alt_pointer, || {
+                    "the alternative's title".to_owned()
+                })?;
                 if variants
                     .iter()
                     .any(|v: &ir::UntaggedVariant| v.name == variant_name)
@@ -875,7 +921,10 @@ impl<'d> Lowering<'d> {
                 });
             };
             let variant = pascal_case(value);
-            if variant.is_empty() || variants.iter().any(|v| v.name == variant) {
+            check_variant_name(&variant, &format!("{pointer}/enum/{i}"), || {
+                format!("enumeration value `{value}`")
+            })?;
+            if variants.iter().any(|v| v.name == variant) {
                 return Err(GenerateError::Unsupported {
                     pointer: format!("{pointer}/enum/{i}"),
                     what: format!(
@@ -1100,9 +1149,73 @@ fn check_finite(types: &IndexMap<String, ir::TypeDef>) -> Result<()> {
     Ok(())
 }
 
-/// Names the generated file already uses at its top level (the prelude and its imports), which a
-/// schema title must not take.
-const RESERVED_TYPE_NAMES: [&str; 11] = [
+/// Module names the generated file already uses at its top level, or paths it relies on.
+const RESERVED_MODULE_NAMES: [&str; 7] =
+    ["runtime", "serde", "serde_json", "schemars", "std", "core", "alloc"];
+
+/// Refuses a derived identifier with nothing left of the name it came from (a name of only
+/// symbols or non-ASCII letters, which identifiers leave out).
+fn identifier(derived: &str, pointer: &str, what: impl FnOnce() -> String) -> Result<()> {
+    if derived.chars().any(|c| c.is_ascii_alphanumeric()) {
+        return Ok(());
+    }
+    Err(GenerateError::Unsupported {
+        pointer: pointer.to_owned(),
+        what: format!(
+            "{}: it has no ASCII letter or digit; expected a name like `room_chat`",
+            what()
+        ),
+    })
+}
+
+/// Refuses an enum variant name that is empty or `Self`.
+fn check_variant_name(derived: &str, pointer: &str, source: impl FnOnce() -> String) -> Result<()> {
+    let problem = match derived {
+        "" => "gives no variant name: it has no ASCII letter or digit; expected a name like `room_chat`".to_owned(),
+        "Self" => "gives the variant name `Self`, which Rust reserves; choose another name".to_owned(),
+        _ => return Ok(()),
+    };
+    Err(GenerateError::Unsupported {
+        pointer: pointer.to_owned(),
+        what: format!("{} {problem}", source()),
+    })
+}
+
+/// Adds a message to one direction of a channel, refusing two actions that give one variant name.
+fn add_use(
+    direction: &mut IndexMap<String, ir::MessageUse>,
+    message: &ir::MessageUse,
+    name: &str,
+    pointers: &HashMap<String, String>,
+) -> Result<()> {
+    if direction.contains_key(&message.action) {
+        return Ok(());
+    }
+    if let Some(other) = direction.values().find(|u| u.variant == message.variant) {
+        return Err(GenerateError::Unsupported {
+            pointer: pointers.get(&message.action).cloned().unwrap_or_default(),
+            what: format!("the action `{}` gives the variant name `{}`, which the action `{}` already has in the channel's {name} messages; rename one of the actions", message.action, message.variant, other.action),
+        });
+    }
+    direction.insert(message.action.clone(), message.clone());
+    Ok(())
+}
+
+/// Names the generated file already uses at its top level (the prelude and its imports) or in
+/// every channel module, which a schema title must not take.
+const RESERVED_TYPE_NAMES: [&str; 22] = [
+    "Self",
+    "Send",
+    "Sync",
+    "Sized",
+    // Items of every channel module, which sees the payload types through `use super::*`.
+    "Params",
+    "ParamsError",
+    "Incoming",
+    "Outgoing",
+    "Handler",
+    "Ctx",
+    "H",
     "Option",
     "Result",
     "String",

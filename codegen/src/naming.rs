@@ -1,7 +1,11 @@
 //! Names in generated code, derived from names in the document.
 //!
-//! Derivation is deterministic and total: any string gives a valid identifier, so a document can
-//! never make the generator emit code that does not parse.
+//! Derivation is deterministic and total, but it does not by itself give a usable identifier:
+//! a name with no ASCII letter or digit derives to nothing (`💬` -> ``), and distinct names can
+//! derive to the same identifier (`room-chat` and `room_chat` -> `RoomChat`). Lowering checks
+//! every derived identifier (not empty, not reserved, unique where it is declared) and refuses
+//! the document with the pointer of the name otherwise, so that what the templates receive
+//! always parses.
 
 /// `room_chat`, `room chat`, `roomChat` -> `RoomChat`. Leading digits get a `N` prefix.
 pub(crate) fn pascal_case(s: &str) -> String {

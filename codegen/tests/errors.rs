@@ -318,3 +318,119 @@ fn references_that_fan_out_stay_linear() {
     );
     assert!(chat.payload_schema.to_string().len() < 100_000);
 }
+
+fn rust_of(spec: &str) -> String {
+    match generate(spec, Target::Rust) {
+        Ok(files) => files.into_iter().map(|f| f.contents).collect(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `asyncapi.yaml` with the channel `room_chat` renamed to `id`.
+fn channel_renamed(id: &str) -> String {
+    edited("  room_chat:\n    address:", &format!("  {id}:\n    address:"))
+        .replace("#/channels/room_chat", &format!("#/channels/{id}"))
+}
+
+/// Two send-only channels with the ids `first` and `second`.
+fn two_channels(first: &str, second: &str) -> String {
+    let channel = |id: &str, address: &str| {
+        format!("  {id}:\n    address: {address}\n    messages:\n      note:\n        $ref: '#/components/messages/note'\n")
+    };
+    format!(
+        "asyncapi: 3.0.0\ninfo:\n  title: T\n  version: '1'\nchannels:\n{}{}components:\n  messages:\n    note:\n      payload:\n        title: Note\n        type: object\n        properties:\n          action:\n            type: string\n            const: note\n",
+        channel(first, "/a"),
+        channel(second, "/b"),
+    )
+}
+
+#[test]
+fn a_channel_id_with_a_dash_becomes_a_module_name() {
+    let rust = rust_of(&channel_renamed("room-chat"));
+    assert!(rust.contains("pub mod room_chat {"));
+    assert!(rust.contains("pub const CHANNEL: &str = \"room-chat\";"));
+}
+
+#[test]
+fn a_channel_id_that_is_a_keyword_is_escaped() {
+    let rust = rust_of(&channel_renamed("type"));
+    assert!(rust.contains("pub mod r#type {"));
+}
+
+#[test]
+fn a_channel_id_without_letters_is_refused() {
+    assert_eq!(error_of(&channel_renamed("💬")), "#/channels/💬: the channel id `💬` gives no Rust module name: it has no ASCII letter or digit; expected a name like `room_chat`");
+}
+
+#[test]
+fn a_channel_id_taking_a_module_of_the_generated_code_is_refused() {
+    assert_eq!(error_of(&channel_renamed("runtime")), "#/channels/runtime: the channel id maps to the module name `runtime`, which the generated code already uses; choose another id");
+}
+
+#[test]
+fn two_channel_ids_with_one_module_name_are_refused() {
+    assert_eq!(error_of(&two_channels("room-chat", "room_chat")), "#/channels/room_chat: the channel id maps to the module `room_chat`, which the channel `room-chat` already has; rename one of them");
+    assert_eq!(error_of(&two_channels("a_b", "AB")), "#/channels/AB: the channel id maps to the type-name prefix `AB`, which the channel `a_b` already has; rename one of them");
+    assert!(generate(&two_channels("chat", "news"), Target::Rust).is_ok());
+}
+
+#[test]
+fn an_operation_id_that_is_a_keyword_is_escaped() {
+    let rust = rust_of(&edited(
+        "  handle_ping:\n    action: receive",
+        "  type:\n    action: receive",
+    ));
+    assert!(rust.contains("fn r#type("), "{rust}");
+    assert!(rust.contains("handler.r#type(ctx, message)"), "{rust}");
+}
+
+#[test]
+fn an_operation_id_without_letters_is_refused() {
+    let spec = edited("  handle_ping:\n    action: receive", "  💬:\n    action: receive");
+    assert_eq!(error_of(&spec), "#/operations/💬: the operation id `💬` gives no handler method name: it has no ASCII letter or digit; expected a name like `room_chat`");
+}
+
+#[test]
+fn an_action_without_letters_is_refused() {
+    let spec = edited("          const: ping\n", "          const: 💬\n");
+    assert_eq!(error_of(&spec), "#/components/schemas/PingMessage/properties/action/const: the action `💬` gives no variant name: it has no ASCII letter or digit; expected a name like `room_chat`");
+}
+
+#[test]
+fn an_action_named_self_is_refused() {
+    let spec = edited("          const: ping\n", "          const: self\n");
+    assert_eq!(error_of(&spec), "#/components/schemas/PingMessage/properties/action/const: the action `self` gives the variant name `Self`, which Rust reserves; choose another name");
+}
+
+#[test]
+fn two_actions_with_one_variant_name_in_one_direction_are_refused() {
+    let spec = edited("          const: complete\n", "          const: room-notification\n");
+    assert_eq!(error_of(&spec), "#/components/messages/complete: the action `room-notification` gives the variant name `RoomNotification`, which the action `room_notification` already has in the channel's outgoing messages; rename one of the actions");
+}
+
+/// `Ping` (server to client) and `ping` (client to server) are variants of different enums.
+#[test]
+fn one_variant_name_in_each_direction_is_accepted() {
+    let spec = edited("          const: pong\n", "          const: Ping\n");
+    for target in [Target::Rust, Target::Html, Target::Client] {
+        if let Err(e) = generate(&spec, target) {
+            panic!("{target:?}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_property_name_without_letters_is_refused() {
+    let spec = edited(
+        "        room_name:\n          title: Room Name\n",
+        "        '💬':\n          title: Room Name\n",
+    )
+    .replacen("        - message\n", "        - message\n", 1);
+    assert_eq!(error_of(&spec), "#/components/schemas/RoomMessagePayload/properties/💬: the property name `💬` gives no field name: it has no ASCII letter or digit; expected a name like `room_chat`");
+}
+
+#[test]
+fn a_type_named_like_an_item_of_the_channel_module_is_refused() {
+    let spec = edited("      title: ErrorDetail\n", "      title: Handler\n");
+    assert_eq!(error_of(&spec), "#/components/schemas/ErrorDetail: the type name `Handler` is reserved by the generated code; choose another `title`");
+}
