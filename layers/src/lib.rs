@@ -13,7 +13,8 @@
 //!   `expiry`), per-channel `capacity`.
 //!
 //! The service picks layers by alias from a [`LayerRegistry`]
-//! ([`LayerRegistry::standard`] registers the five aliases of the tutorial).
+//! ([`LayerRegistry::standard`] registers the five aliases of the tutorial;
+//! [`LayerRegistry::standard_with`] does so with configured [`LayerLimits`]).
 //!
 //! Every layer is held to the same behaviour by one conformance suite (`tests/conformance.rs`),
 //! and reports what it could not deliver ([`LayerStats`]) and whether its backend is reachable
@@ -43,7 +44,7 @@ pub use health::LayerHealth;
 pub use inbox::Inbox;
 pub use message::Message;
 pub use names::{safe_group_name, validate_channel_name, validate_group_name, MAX_NAME_LENGTH};
-pub use registry::LayerRegistry;
+pub use registry::{LayerLimits, LayerRegistry};
 pub use stats::{DropReason, LayerStats};
 
 mod error;

@@ -5,11 +5,121 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::hosts::parse_host_list;
+use crate::hosts::{parse_host_list, ConnectionSettings};
 use crate::memory::{MemoryLayer, MemorySettings};
 use crate::pubsub::{PubSubSettings, RedisPubSubLayer};
 use crate::queue::{QueueSettings, RedisQueueLayer};
 use crate::{ChannelLayer, LayerError};
+
+/// The limits of the standard layers, set once at the edge (the service's configuration) and
+/// applied to every alias by [`LayerRegistry::standard_with`]. What each alias *is* (kind,
+/// prefix, and the queue aliases' tutorial expiry and capacity, DESIGN §4) stays fixed; how
+/// much memory, time and patience the layers spend is tuned here.
+///
+/// `Default` gives the layers' own defaults, listed on each field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerLimits {
+    /// Messages one connection's local queue holds in the Redis layers before new ones are
+    /// dropped as slow-consumer drops (default 1024). A chat consumer a thousand messages behind
+    /// is not coming back; beyond that the memory goes to a dead client. The queue allocates as
+    /// it fills, so an idle connection costs nothing.
+    pub local_queue_bound: usize,
+    /// Messages a channel of the in-memory layer holds before `send` refuses with `ChannelFull`
+    /// (default 100, the Python layer's). Applies to the `memory` alias and to the in-memory
+    /// stand-ins for `chat` and `notifications` when there is no Redis (the queue aliases keep
+    /// their tutorial capacities). It is the most one stalled consumer can pin: a few KiB.
+    pub memory_capacity: usize,
+    /// How long a message may wait in an in-memory channel before it is dropped as expired
+    /// (default 60 s, the Python layer's): a consumer that catches up after a minute should not
+    /// replay a minute-old chat as if it were live. Same aliases as `memory_capacity`.
+    pub memory_expiry: Duration,
+    /// How long a group membership lasts without a refreshing `group_add` (default 86 400 s, one
+    /// day, the Python layers'), on the in-memory and Redis queue layers (pub/sub memberships
+    /// end with their connection instead). It reclaims the memberships of consumers that died
+    /// without leaving; a connection that lives longer must re-add itself well within it.
+    pub group_expiry: Duration,
+    /// Give up connecting to Redis after this long (default 1 s). A healthy Redis on the
+    /// network answers in milliseconds; a longer wait only delays reporting an outage.
+    pub redis_connect_timeout: Duration,
+    /// Give up waiting for a Redis reply after this long (default 2 s), so a wedged Redis turns
+    /// into an `Unavailable` error instead of a consumer stuck forever.
+    pub redis_command_timeout: Duration,
+    /// First delay before reconnecting to Redis after a failed attempt (default 100 ms; the
+    /// first retry after a lost connection is immediate).
+    pub reconnect_min: Duration,
+    /// Longest delay between reconnect attempts (default 2 s): recovery is noticed within two
+    /// seconds of Redis coming back, while a long outage costs one attempt every two seconds
+    /// per host.
+    pub reconnect_max: Duration,
+    /// Messages received from Redis that may wait for fan-out in a pub/sub layer, per host
+    /// (default 8192; beyond it they are dropped and counted as dispatch overflow). It keeps
+    /// the subscriber draining Redis whatever the fan-out costs; a few MiB per host at worst.
+    pub pubsub_dispatch_queue: usize,
+}
+
+impl Default for LayerLimits {
+    /// The layers' own defaults (one source of truth: read from their settings types).
+    fn default() -> Self {
+        let memory = MemorySettings::default();
+        let connection = ConnectionSettings::default();
+        let pubsub = PubSubSettings::new(Vec::new());
+        Self {
+            local_queue_bound: pubsub.local_queue_bound,
+            memory_capacity: memory.capacity,
+            memory_expiry: memory.expiry,
+            group_expiry: memory.group_expiry,
+            redis_connect_timeout: connection.connect_timeout,
+            redis_command_timeout: connection.command_timeout,
+            reconnect_min: connection.reconnect_min,
+            reconnect_max: connection.reconnect_max,
+            pubsub_dispatch_queue: pubsub.dispatch_queue,
+        }
+    }
+}
+
+impl LayerLimits {
+    fn connection(&self) -> ConnectionSettings {
+        ConnectionSettings {
+            connect_timeout: self.redis_connect_timeout,
+            command_timeout: self.redis_command_timeout,
+            reconnect_min: self.reconnect_min,
+            reconnect_max: self.reconnect_max,
+            ..ConnectionSettings::default()
+        }
+    }
+
+    fn memory(&self) -> MemorySettings {
+        MemorySettings {
+            capacity: self.memory_capacity,
+            expiry: self.memory_expiry,
+            group_expiry: self.group_expiry,
+        }
+    }
+
+    fn pubsub(&self, hosts: Vec<String>, prefix: &str) -> PubSubSettings {
+        let mut settings = PubSubSettings::new(hosts).with_prefix(prefix);
+        settings.local_queue_bound = self.local_queue_bound;
+        settings.dispatch_queue = self.pubsub_dispatch_queue;
+        settings.connection = self.connection();
+        settings
+    }
+
+    fn queue(
+        &self,
+        hosts: Vec<String>,
+        prefix: &str,
+        expiry: Duration,
+        capacity: usize,
+    ) -> QueueSettings {
+        let mut settings = QueueSettings::new(hosts).with_prefix(prefix);
+        settings.expiry = expiry;
+        settings.capacity = capacity;
+        settings.group_expiry = self.group_expiry;
+        settings.local_queue_bound = self.local_queue_bound;
+        settings.connection = self.connection();
+        settings
+    }
+}
 
 /// Layers by alias.
 #[derive(Default, Clone)]
@@ -74,62 +184,70 @@ impl LayerRegistry {
         result
     }
 
-    /// The five aliases of the tutorial (DESIGN §4):
+    /// The five aliases of the tutorial (DESIGN §4) with default limits:
+    /// `standard_with(redis_url, &LayerLimits::default())`.
+    pub fn standard(redis_url: Option<&str>) -> Result<Self, LayerError> {
+        Self::standard_with(redis_url, &LayerLimits::default())
+    }
+
+    /// The five aliases of the tutorial (DESIGN §4), with the given [`LayerLimits`]:
     ///
     /// | alias | kind | settings |
     /// |---|---|---|
-    /// | `memory` | in-memory | defaults |
+    /// | `memory` | in-memory | `limits` |
     /// | `chat` | Redis pub/sub | prefix `chat` |
     /// | `queue` | Redis queue | prefix `queue`, expiry 900 s, capacity 1000 |
     /// | `notifications` | Redis pub/sub | prefix `notify` |
     /// | `analytics` | Redis queue | prefix `analytics`, expiry 3600 s, capacity 5000 |
     ///
     /// `redis_url` may list several comma-separated URLs: they form the ring of hosts of every
-    /// Redis layer. With `None`, every alias gets its own in-memory layer (with the same
-    /// expiry/capacity), and a warning says so: messages then never leave this process.
-    /// Must be called inside a Tokio runtime (the Redis layers start background tasks).
-    pub fn standard(redis_url: Option<&str>) -> Result<Self, LayerError> {
+    /// Redis layer. With `None`, every alias gets its own in-memory layer (the queue aliases
+    /// with their expiry/capacity), and a warning says so: messages then never leave this
+    /// process. Must be called inside a Tokio runtime (the Redis layers start background tasks).
+    pub fn standard_with(
+        redis_url: Option<&str>,
+        limits: &LayerLimits,
+    ) -> Result<Self, LayerError> {
+        const QUEUE: (u64, usize) = (900, 1000);
+        const ANALYTICS: (u64, usize) = (3600, 5000);
         let mut registry = Self::new();
-        registry.register("memory", Arc::new(MemoryLayer::default()));
-        let queue_like = |expiry: u64, capacity: usize| MemorySettings {
-            expiry: Duration::from_secs(expiry),
-            capacity,
-            ..MemorySettings::default()
-        };
+        registry.register("memory", Arc::new(MemoryLayer::new(limits.memory())));
         let hosts = redis_url.map(parse_host_list).filter(|h| !h.is_empty());
         let Some(hosts) = hosts else {
             tracing::warn!(
                 "no Redis configured: the chat, notifications, queue and analytics channel layers run in memory, so messages never leave this process"
             );
-            registry.register("chat", Arc::new(MemoryLayer::default()));
-            registry.register("notifications", Arc::new(MemoryLayer::default()));
-            registry.register("queue", Arc::new(MemoryLayer::new(queue_like(900, 1000))));
-            registry.register(
-                "analytics",
-                Arc::new(MemoryLayer::new(queue_like(3600, 5000))),
-            );
+            let queue_like = |(expiry, capacity): (u64, usize)| {
+                Arc::new(MemoryLayer::new(MemorySettings {
+                    expiry: Duration::from_secs(expiry),
+                    capacity,
+                    ..limits.memory()
+                }))
+            };
+            registry.register("chat", Arc::new(MemoryLayer::new(limits.memory())));
+            registry.register("notifications", Arc::new(MemoryLayer::new(limits.memory())));
+            registry.register("queue", queue_like(QUEUE));
+            registry.register("analytics", queue_like(ANALYTICS));
             return Ok(registry);
         };
+        let queue_layer = |prefix: &str, (expiry, capacity): (u64, usize)| {
+            RedisQueueLayer::new(limits.queue(
+                hosts.clone(),
+                prefix,
+                Duration::from_secs(expiry),
+                capacity,
+            ))
+        };
+        registry.register("queue", Arc::new(queue_layer("queue", QUEUE)?));
+        registry.register("analytics", Arc::new(queue_layer("analytics", ANALYTICS)?));
         registry.register(
             "chat",
-            Arc::new(RedisPubSubLayer::new(
-                PubSubSettings::new(hosts.clone()).with_prefix("chat"),
-            )?),
+            Arc::new(RedisPubSubLayer::new(limits.pubsub(hosts.clone(), "chat"))?),
         );
         registry.register(
             "notifications",
-            Arc::new(RedisPubSubLayer::new(
-                PubSubSettings::new(hosts.clone()).with_prefix("notify"),
-            )?),
+            Arc::new(RedisPubSubLayer::new(limits.pubsub(hosts, "notify"))?),
         );
-        let mut queue = QueueSettings::new(hosts.clone()).with_prefix("queue");
-        queue.expiry = Duration::from_secs(900);
-        queue.capacity = 1000;
-        registry.register("queue", Arc::new(RedisQueueLayer::new(queue)?));
-        let mut analytics = QueueSettings::new(hosts).with_prefix("analytics");
-        analytics.expiry = Duration::from_secs(3600);
-        analytics.capacity = 5000;
-        registry.register("analytics", Arc::new(RedisQueueLayer::new(analytics)?));
         Ok(registry)
     }
 }

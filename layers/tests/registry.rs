@@ -5,9 +5,11 @@
 mod support;
 
 use room_chat_layers::testing::RedisServer;
-use room_chat_layers::{LayerError, LayerRegistry};
+use std::time::Duration;
+
+use room_chat_layers::{DropReason, LayerError, LayerLimits, LayerRegistry};
 use serde_json::json;
-use support::{init_tracing, msg};
+use support::{eventually, init_tracing, msg, recv};
 
 const ALIASES: [&str; 5] = ["analytics", "chat", "memory", "notifications", "queue"];
 
@@ -122,4 +124,116 @@ async fn a_bad_url_is_a_configuration_error() {
         LayerRegistry::standard(Some("not a url")),
         Err(LayerError::Config(_))
     ));
+}
+
+/// `standard` is `standard_with` the layers' defaults.
+#[test]
+fn default_limits_are_the_layers_defaults() {
+    let limits = LayerLimits::default();
+    assert_eq!(limits.local_queue_bound, 1024);
+    assert_eq!(limits.memory_capacity, 100);
+    assert_eq!(limits.memory_expiry, Duration::from_secs(60));
+    assert_eq!(limits.group_expiry, Duration::from_secs(86_400));
+    assert_eq!(limits.redis_connect_timeout, Duration::from_secs(1));
+    assert_eq!(limits.redis_command_timeout, Duration::from_secs(2));
+    assert_eq!(limits.reconnect_min, Duration::from_millis(100));
+    assert_eq!(limits.reconnect_max, Duration::from_secs(2));
+    assert_eq!(limits.pubsub_dispatch_queue, 8192);
+}
+
+/// Without Redis, the limits reach the in-memory layers (capacity, expiry, group expiry),
+/// while the queue aliases keep their tutorial capacity.
+#[tokio::test]
+async fn limits_reach_the_in_memory_layers() {
+    init_tracing();
+    let limits = LayerLimits {
+        memory_capacity: 2,
+        memory_expiry: Duration::from_secs(5),
+        group_expiry: Duration::from_secs(10),
+        ..LayerLimits::default()
+    };
+    let registry = LayerRegistry::standard_with(None, &limits).unwrap();
+    for alias in ["memory", "chat", "notifications"] {
+        let layer = registry.get(alias).unwrap();
+        let unread = layer.new_channel().await.unwrap();
+        for i in 0..2 {
+            layer
+                .send(unread.name(), msg(json!({"i": i})))
+                .await
+                .unwrap();
+        }
+        assert!(
+            matches!(
+                layer.send(unread.name(), msg(json!({}))).await,
+                Err(LayerError::ChannelFull { .. })
+            ),
+            "{alias} ignores memory_capacity"
+        );
+    }
+    // Expiry and group expiry, on paused time.
+    let layer = registry.get("chat").unwrap();
+    let mut inbox = layer.new_channel().await.unwrap();
+    tokio::time::pause();
+    layer.group_add("room", inbox.name()).await.unwrap();
+    layer
+        .send(inbox.name(), msg(json!({"n": "stale"})))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    layer
+        .group_send("room", msg(json!({"n": "news"})))
+        .await
+        .unwrap();
+    layer
+        .send(inbox.name(), msg(json!({"n": "marker"})))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("marker")));
+    // One stale message, one broadcast missed by the expired membership.
+    assert_eq!(layer.stats().dropped(DropReason::Expired), 2);
+    let queue = registry.get("queue").unwrap();
+    let unread = queue.new_channel().await.unwrap();
+    for i in 0..3 {
+        queue
+            .send(unread.name(), msg(json!({"i": i})))
+            .await
+            .unwrap();
+    }
+    registry.close_all().await.unwrap();
+}
+
+/// With Redis, the local queue bound reaches both Redis kinds, and the connection limits are
+/// accepted.
+#[tokio::test]
+async fn limits_reach_the_redis_layers() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let limits = LayerLimits {
+        local_queue_bound: 2,
+        redis_connect_timeout: Duration::from_millis(500),
+        redis_command_timeout: Duration::from_secs(1),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(500),
+        pubsub_dispatch_queue: 16,
+        ..LayerLimits::default()
+    };
+    let registry = LayerRegistry::standard_with(Some(&redis.url()), &limits).unwrap();
+    for alias in ["chat", "queue"] {
+        let layer = registry.get(alias).unwrap();
+        let mut unread = layer.new_channel().await.unwrap();
+        for i in 0..3 {
+            layer
+                .send(unread.name(), msg(json!({"i": i})))
+                .await
+                .unwrap();
+        }
+        let probe = layer.clone();
+        eventually("the third message is a slow-consumer drop", move || {
+            let probe = probe.clone();
+            async move { probe.stats().dropped(DropReason::SlowConsumer) == 1 }
+        })
+        .await;
+        assert_eq!(recv(&mut unread).await.get("i"), Some(&json!(0)));
+    }
+    registry.close_all().await.unwrap();
 }
