@@ -90,41 +90,38 @@ impl Inbox {
     /// to stop. Cancel-safe: a message is only taken from the queue when it is returned.
     pub async fn receive(&mut self) -> Result<Message, LayerError> {
         loop {
-            let Some(envelope) = self.rx.recv().await else {
-                return Err(LayerError::Closed);
-            };
-            if envelope
-                .expires_at
-                .is_some_and(|deadline| Instant::now() >= deadline)
-            {
-                self.counters
-                    .dropped(self.layer, DropReason::Expired, &self.name, 1);
-                continue;
+            let envelope = self.rx.recv().await.ok_or(LayerError::Closed)?;
+            if let Some(message) = self.accept(envelope) {
+                return Ok(message);
             }
-            self.counters
-                .delivered
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(envelope.message);
         }
     }
 
     /// Takes a message if one is ready, without waiting.
     pub fn try_receive(&mut self) -> Option<Message> {
         while let Ok(envelope) = self.rx.try_recv() {
-            if envelope
-                .expires_at
-                .is_some_and(|deadline| Instant::now() >= deadline)
-            {
-                self.counters
-                    .dropped(self.layer, DropReason::Expired, &self.name, 1);
-                continue;
+            if let Some(message) = self.accept(envelope) {
+                return Some(message);
             }
-            self.counters
-                .delivered
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Some(envelope.message);
         }
         None
+    }
+
+    /// The message of a dequeued envelope, counted as delivered; `None` (counted as expired)
+    /// if it waited past its deadline.
+    fn accept(&self, envelope: Envelope) -> Option<Message> {
+        if envelope
+            .expires_at
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.counters
+                .dropped(self.layer, DropReason::Expired, &self.name, 1);
+            return None;
+        }
+        self.counters
+            .delivered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(envelope.message)
     }
 }
 

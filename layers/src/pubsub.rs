@@ -206,10 +206,6 @@ impl RedisPubSubLayer {
         self.shared.tasks.len()
     }
 
-    fn group_channel(&self, group: &str) -> String {
-        format!("{}__group__{group}", self.shared.settings.prefix)
-    }
-
     fn check_open(&self) -> Result<(), LayerError> {
         if self.shared.closed.load(Ordering::Acquire) {
             Err(LayerError::Closed)
@@ -237,6 +233,11 @@ impl RedisPubSubLayer {
 impl Shared {
     fn host_of(&self, name: &str) -> usize {
         consistent_hash(name, self.hosts.len())
+    }
+
+    /// The Redis channel of a group: `"{prefix}__group__{group}"`.
+    fn group_channel(&self, group: &str) -> String {
+        format!("{}{group}", self.group_prefix)
     }
 
     /// Makes the subscriptions of `names` (all on host `index`) match the local table. Waits up
@@ -653,7 +654,7 @@ impl ChannelLayer for RedisPubSubLayer {
         self.check_open()?;
         validate_group_name(group)?;
         validate_channel_name(channel)?;
-        let group_channel = self.group_channel(group);
+        let group_channel = self.shared.group_channel(group);
         // Memberships here live as long as the inbox and never expire, so re-adding an existing
         // member has nothing to refresh (callers that re-add to refresh other layers may).
         // Whether this call made the channel a member (false when it already was one).
@@ -704,7 +705,7 @@ impl ChannelLayer for RedisPubSubLayer {
         self.check_open()?;
         validate_group_name(group)?;
         validate_channel_name(channel)?;
-        let group_channel = self.group_channel(group);
+        let group_channel = self.shared.group_channel(group);
         if leave(&self.shared, &group_channel, channel) {
             let index = self.shared.host_of(&group_channel);
             // An unsubscribe only fails with the connection, and a reconnect does not
@@ -723,7 +724,8 @@ impl ChannelLayer for RedisPubSubLayer {
     async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError> {
         self.check_open()?;
         validate_group_name(group)?;
-        self.publish(&self.group_channel(group), &message).await?;
+        self.publish(&self.shared.group_channel(group), &message)
+            .await?;
         self.shared
             .counters
             .group_sent

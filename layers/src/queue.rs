@@ -299,10 +299,6 @@ impl RedisQueueLayer {
             Ok(())
         }
     }
-
-    fn group_key(&self, group: &str) -> String {
-        format!("{}:group:{group}", self.shared.settings.prefix)
-    }
 }
 
 impl Shared {
@@ -323,6 +319,7 @@ impl Shared {
         self.settings.expiry.as_secs().max(1)
     }
 
+    /// The sorted set of a group: `"{prefix}:group:{group}"`.
     fn group_key(&self, group: &str) -> String {
         format!("{}:group:{group}", self.settings.prefix)
     }
@@ -749,7 +746,7 @@ impl ChannelLayer for RedisQueueLayer {
         validate_channel_name(channel)?;
         let shared = &self.shared;
         let host = &shared.hosts[consistent_hash(group, shared.hosts.len())];
-        let key = self.group_key(group);
+        let key = self.shared.group_key(group);
         let mut conn = host.commands.clone();
         // ZADD of an existing member updates its score: re-adding refreshes the join time.
         redis::pipe()
@@ -794,7 +791,7 @@ impl ChannelLayer for RedisQueueLayer {
         let host = &shared.hosts[consistent_hash(group, shared.hosts.len())];
         let mut conn = host.commands.clone();
         redis::cmd("ZREM")
-            .arg(self.group_key(group))
+            .arg(self.shared.group_key(group))
             .arg(channel)
             .query_async::<i64>(&mut conn)
             .await
@@ -816,7 +813,7 @@ impl ChannelLayer for RedisQueueLayer {
         let (expired, members): (u64, Vec<String>) = shared
             .scripts
             .group_members
-            .key(self.group_key(group))
+            .key(self.shared.group_key(group))
             .arg(joined_before)
             .invoke_async(&mut conn)
             .await
