@@ -51,6 +51,7 @@ mod error;
 mod health;
 pub mod hosts;
 mod inbox;
+mod lifecycle;
 pub mod memory;
 mod message;
 mod names;

@@ -6,7 +6,7 @@
 //! membership `group_expiry`, and the channel/group naming rules.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::health::HealthBoard;
 use crate::inbox::{push, ChannelOwner, Envelope, Push};
+use crate::lifecycle::Lifecycle;
 use crate::message::lock;
 use crate::names::{random_hex32, validate_channel_name, validate_group_name};
 use crate::stats::{Counters, DropReason};
@@ -61,7 +62,7 @@ struct Shared {
     state: Mutex<State>,
     counters: Arc<Counters>,
     health: HealthBoard,
-    closed: AtomicBool,
+    lifecycle: Lifecycle,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +83,7 @@ impl MemoryLayer {
                 state: Mutex::new(State::default()),
                 counters: Arc::new(Counters::default()),
                 health: HealthBoard::new(KIND, 0),
-                closed: AtomicBool::new(false),
+                lifecycle: Lifecycle::default(),
             }),
         }
     }
@@ -90,14 +91,6 @@ impl MemoryLayer {
     /// The layer's settings.
     pub fn settings(&self) -> &MemorySettings {
         &self.shared.settings
-    }
-
-    fn check_open(&self) -> Result<(), LayerError> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            Err(LayerError::Closed)
-        } else {
-            Ok(())
-        }
     }
 
     fn envelope(&self, message: Message) -> Envelope {
@@ -134,7 +127,7 @@ impl ChannelOwner for Shared {
 #[async_trait::async_trait]
 impl ChannelLayer for MemoryLayer {
     async fn new_channel(&self) -> Result<Inbox, LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         let name: Arc<str> = Arc::from(format!("specific.inmemory!{}", random_hex32()));
         let (tx, rx) = mpsc::channel(self.shared.settings.capacity.max(1));
         lock(&self.shared.state).channels.insert(name.clone(), tx);
@@ -149,7 +142,7 @@ impl ChannelLayer for MemoryLayer {
     }
 
     async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         let tx = lock(&self.shared.state).channels.get(channel).cloned();
         let Some(tx) = tx else {
@@ -181,7 +174,7 @@ impl ChannelLayer for MemoryLayer {
     }
 
     async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let mut state = lock(&self.shared.state);
@@ -204,7 +197,7 @@ impl ChannelLayer for MemoryLayer {
     }
 
     async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let mut state = lock(&self.shared.state);
@@ -224,7 +217,7 @@ impl ChannelLayer for MemoryLayer {
     }
 
     async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_group_name(group)?;
         let now = Instant::now();
         let group_expiry = self.shared.settings.group_expiry;
@@ -328,7 +321,7 @@ impl ChannelLayer for MemoryLayer {
     }
 
     async fn close(&self) -> Result<(), LayerError> {
-        self.shared.closed.store(true, Ordering::Release);
+        self.shared.lifecycle.mark_closed();
         *lock(&self.shared.state) = State::default();
         Ok(())
     }

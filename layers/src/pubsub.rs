@@ -37,19 +37,18 @@
 //! last reconcile leaves Redis matching the table.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::health::HealthBoard;
 use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
 use crate::inbox::{push, ChannelOwner, Envelope, Push};
+use crate::lifecycle::Lifecycle;
 use crate::message::lock;
 use crate::names::{random_hex32, validate_channel_name, validate_group_name};
 use crate::stats::{Counters, DropReason};
@@ -118,9 +117,7 @@ struct Shared {
     local: Mutex<Local>,
     counters: Arc<Counters>,
     health: HealthBoard,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-    closed: AtomicBool,
+    lifecycle: Lifecycle,
 }
 
 #[derive(Debug)]
@@ -181,16 +178,18 @@ impl RedisPubSubLayer {
             settings,
             local: Mutex::new(Local::default()),
             counters: Arc::new(Counters::default()),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            closed: AtomicBool::new(false),
+            lifecycle: Lifecycle::default(),
         });
         for index in 0..shared.hosts.len() {
             let (dispatch, queue) = mpsc::channel(shared.settings.dispatch_queue.max(1));
             shared
+                .lifecycle
                 .tasks
                 .spawn(run_subscriber(shared.clone(), index, dispatch));
-            shared.tasks.spawn(run_dispatcher(shared.clone(), queue));
+            shared
+                .lifecycle
+                .tasks
+                .spawn(run_dispatcher(shared.clone(), queue));
         }
         Ok(Self { shared })
     }
@@ -203,15 +202,7 @@ impl RedisPubSubLayer {
     /// Background tasks still running (a subscriber and a dispatcher per host, plus clean-ups in
     /// flight; 0 after `close`).
     pub fn background_tasks(&self) -> usize {
-        self.shared.tasks.len()
-    }
-
-    fn check_open(&self) -> Result<(), LayerError> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            Err(LayerError::Closed)
-        } else {
-            Ok(())
-        }
+        self.shared.lifecycle.tasks.len()
     }
 
     /// Publishes; returns how many subscriber connections received it.
@@ -255,7 +246,7 @@ impl Shared {
             let mut rx = host.sink.subscribe();
             let ready = tokio::select! {
                 r = timeout(settings.connect_timeout, rx.wait_for(Option::is_some)) => matches!(r, Ok(Ok(_))),
-                () = self.shutdown.cancelled() => false,
+                () = self.lifecycle.shutdown.cancelled() => false,
             };
             if !ready {
                 return Err(host.redis.unavailable("not connected"));
@@ -429,12 +420,12 @@ impl Shared {
 impl ChannelOwner for Shared {
     fn release(self: Arc<Self>, channel: &str) {
         let names = self.forget(channel);
-        if names.is_empty() || self.shutdown.is_cancelled() {
+        if names.is_empty() || self.lifecycle.shutdown.is_cancelled() {
             return;
         }
         // `Drop` cannot await: unsubscribe in a tracked task, so `close` waits for it.
         let this = self.clone();
-        self.tasks.spawn(async move {
+        self.lifecycle.tasks.spawn(async move {
             if let Err(e) = this.reconcile_all(names).await {
                 tracing::debug!(error = %e, "unsubscribe after inbox drop failed; the reconnect will not resubscribe it");
             }
@@ -451,7 +442,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
     let mut backoff = Backoff::new(&settings);
     loop {
         let attempt = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
+            () = shared.lifecycle.shutdown.cancelled() => return,
             r = timeout(settings.connect_timeout, host.redis.client.get_async_pubsub()) => r,
         };
         let pubsub = match attempt {
@@ -460,7 +451,11 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                 shared
                     .health
                     .set_down(index, &host.redis.name, &e.to_string(), &shared.counters);
-                if sleep_or_shutdown(&shared, backoff.next_delay()).await {
+                if shared
+                    .lifecycle
+                    .sleep_or_shutdown(backoff.next_delay())
+                    .await
+                {
                     return;
                 }
                 continue;
@@ -472,7 +467,11 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                     "connect timed out",
                     &shared.counters,
                 );
-                if sleep_or_shutdown(&shared, backoff.next_delay()).await {
+                if shared
+                    .lifecycle
+                    .sleep_or_shutdown(backoff.next_delay())
+                    .await
+                {
                     return;
                 }
                 continue;
@@ -523,7 +522,11 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
             ok
         };
         if !resubscribed {
-            if sleep_or_shutdown(&shared, backoff.next_delay()).await {
+            if shared
+                .lifecycle
+                .sleep_or_shutdown(backoff.next_delay())
+                .await
+            {
                 return;
             }
             continue;
@@ -541,7 +544,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
         let reason = loop {
             tokio::select! {
                 biased;
-                () = shared.shutdown.cancelled() => {
+                () = shared.lifecycle.shutdown.cancelled() => {
                     host.sink.send_replace(None);
                     return;
                 }
@@ -578,7 +581,7 @@ async fn run_dispatcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<redis::Ms
     loop {
         let msg = tokio::select! {
             biased;
-            () = shared.shutdown.cancelled() => return,
+            () = shared.lifecycle.shutdown.cancelled() => return,
             msg = queue.recv() => msg,
         };
         match msg {
@@ -599,18 +602,10 @@ async fn wait_ping(ping: &mut Option<PingFuture>) -> bool {
     }
 }
 
-/// Sleeps, or returns `true` at once if the layer is shutting down.
-async fn sleep_or_shutdown(shared: &Shared, delay: std::time::Duration) -> bool {
-    tokio::select! {
-        () = shared.shutdown.cancelled() => true,
-        () = tokio::time::sleep(delay) => false,
-    }
-}
-
 #[async_trait::async_trait]
 impl ChannelLayer for RedisPubSubLayer {
     async fn new_channel(&self) -> Result<Inbox, LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         let name = format!("{}specific.{}", self.shared.settings.prefix, random_hex32());
         let (tx, rx) = mpsc::channel(self.shared.settings.local_queue_bound.max(1));
         let shared_name: Arc<str> = Arc::from(name.as_str());
@@ -637,7 +632,7 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         // A channel nobody is subscribed to has no receiver in any process: the message is
         // gone. Not an error (receivers leave at any time), but counted.
@@ -651,7 +646,7 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let group_channel = self.shared.group_channel(group);
@@ -702,7 +697,7 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let group_channel = self.shared.group_channel(group);
@@ -722,7 +717,7 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_group_name(group)?;
         self.publish(&self.shared.group_channel(group), &message)
             .await?;
@@ -749,12 +744,10 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn close(&self) -> Result<(), LayerError> {
-        self.shared.closed.store(true, Ordering::Release);
+        self.shared.lifecycle.mark_closed();
         *lock(&self.shared.local) = Local::default();
         // Stop the subscribers; dropping their connections ends every subscription on Redis.
-        self.shared.shutdown.cancel();
-        self.shared.tasks.close();
-        self.shared.tasks.wait().await;
+        self.shared.lifecycle.stop_tasks().await;
         Ok(())
     }
 
@@ -774,7 +767,7 @@ impl ChannelLayer for RedisPubSubLayer {
 impl Drop for RedisPubSubLayer {
     fn drop(&mut self) {
         // Background tasks hold the shared state; without this they would outlive the layer.
-        self.shared.shutdown.cancel();
+        self.shared.lifecycle.shutdown.cancel();
     }
 }
 

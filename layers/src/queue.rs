@@ -42,7 +42,7 @@
 //! backup set for that case; we accept the single-message loss, which the outage reports.)
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,12 +50,11 @@ use redis::Value;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, Instant};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::health::HealthBoard;
 use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
 use crate::inbox::{push, ChannelOwner, Envelope, Push};
+use crate::lifecycle::Lifecycle;
 use crate::message::lock;
 use crate::names::{non_local_name, random_hex32, validate_channel_name, validate_group_name};
 use crate::stats::{Counters, DropReason};
@@ -170,9 +169,7 @@ struct Shared {
     counters: Arc<Counters>,
     health: HealthBoard,
     clock: ScoreClock,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-    closed: AtomicBool,
+    lifecycle: Lifecycle,
     scripts: Scripts,
 }
 
@@ -270,14 +267,15 @@ impl RedisQueueLayer {
             local: Mutex::new(Local::default()),
             counters: Arc::new(Counters::default()),
             clock: ScoreClock::default(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            closed: AtomicBool::new(false),
+            lifecycle: Lifecycle::default(),
             scripts: Scripts::new(),
         });
-        shared.tasks.spawn(run_reader(shared.clone()));
+        shared.lifecycle.tasks.spawn(run_reader(shared.clone()));
         for index in (0..shared.hosts.len()).filter(|i| *i != read_host) {
-            shared.tasks.spawn(run_pinger(shared.clone(), index));
+            shared
+                .lifecycle
+                .tasks
+                .spawn(run_pinger(shared.clone(), index));
         }
         Ok(Self { shared })
     }
@@ -289,15 +287,7 @@ impl RedisQueueLayer {
 
     /// Background tasks still running (0 after `close`).
     pub fn background_tasks(&self) -> usize {
-        self.shared.tasks.len()
-    }
-
-    fn check_open(&self) -> Result<(), LayerError> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            Err(LayerError::Closed)
-        } else {
-            Ok(())
-        }
+        self.shared.lifecycle.tasks.len()
     }
 }
 
@@ -515,7 +505,7 @@ impl ChannelOwner for Shared {
         let Some(groups) = groups else {
             return;
         };
-        if self.shutdown.is_cancelled() {
+        if self.lifecycle.shutdown.is_cancelled() {
             return;
         }
         let pairs = groups
@@ -524,7 +514,8 @@ impl ChannelOwner for Shared {
             .collect();
         let this = self.clone();
         // `Drop` cannot await; the tracked task is waited for by `close`.
-        self.tasks
+        self.lifecycle
+            .tasks
             .spawn(async move { this.leave_groups(pairs).await });
     }
 }
@@ -557,7 +548,7 @@ async fn run_reader(shared: Arc<Shared>) {
     let mut connected_before = false;
     'connect: loop {
         let attempt = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
+            () = shared.lifecycle.shutdown.cancelled() => return,
             r = host.dedicated(&settings, Some(block + settings.command_timeout)) => r,
         };
         let mut conn = match attempt {
@@ -566,7 +557,11 @@ async fn run_reader(shared: Arc<Shared>) {
                 shared
                     .health
                     .set_down(index, &host.name, &e.to_string(), &shared.counters);
-                if sleep_or_shutdown(&shared, backoff.next_delay()).await {
+                if shared
+                    .lifecycle
+                    .sleep_or_shutdown(backoff.next_delay())
+                    .await
+                {
                     return;
                 }
                 continue;
@@ -582,7 +577,7 @@ async fn run_reader(shared: Arc<Shared>) {
             let mut bzpopmin = redis::cmd("BZPOPMIN");
             bzpopmin.arg(&shared.read_key).arg(block.as_secs_f64());
             let popped: Result<Value, _> = tokio::select! {
-                () = shared.shutdown.cancelled() => return,
+                () = shared.lifecycle.shutdown.cancelled() => return,
                 r = bzpopmin.query_async(&mut conn) => r,
             };
             let first = match popped {
@@ -642,7 +637,11 @@ async fn run_pinger(shared: Arc<Shared>, index: usize) {
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     let mut was_down = false;
     loop {
-        if sleep_or_shutdown(&shared, settings.keepalive_interval).await {
+        if shared
+            .lifecycle
+            .sleep_or_shutdown(settings.keepalive_interval)
+            .await
+        {
             return;
         }
         if conn.is_none() {
@@ -671,17 +670,10 @@ async fn run_pinger(shared: Arc<Shared>, index: usize) {
     }
 }
 
-async fn sleep_or_shutdown(shared: &Shared, delay: Duration) -> bool {
-    tokio::select! {
-        () = shared.shutdown.cancelled() => true,
-        () = tokio::time::sleep(delay) => false,
-    }
-}
-
 #[async_trait::async_trait]
 impl ChannelLayer for RedisQueueLayer {
     async fn new_channel(&self) -> Result<Inbox, LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         let name = format!("{}{}", self.shared.process, random_hex32());
         let (tx, rx) = mpsc::channel(self.shared.settings.local_queue_bound.max(1));
         lock(&self.shared.local).channels.insert(name.clone(), tx);
@@ -696,7 +688,7 @@ impl ChannelLayer for RedisQueueLayer {
     }
 
     async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         if message.get(CHANNEL_KEY).is_some() {
             return Err(LayerError::ReservedKey { key: CHANNEL_KEY });
@@ -741,7 +733,7 @@ impl ChannelLayer for RedisQueueLayer {
     }
 
     async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let shared = &self.shared;
@@ -775,7 +767,7 @@ impl ChannelLayer for RedisQueueLayer {
     }
 
     async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         let shared = &self.shared;
@@ -800,7 +792,7 @@ impl ChannelLayer for RedisQueueLayer {
     }
 
     async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError> {
-        self.check_open()?;
+        self.shared.lifecycle.check_open()?;
         validate_group_name(group)?;
         if message.get(CHANNEL_KEY).is_some() {
             return Err(LayerError::ReservedKey { key: CHANNEL_KEY });
@@ -929,7 +921,7 @@ impl ChannelLayer for RedisQueueLayer {
     }
 
     async fn close(&self) -> Result<(), LayerError> {
-        if self.shared.closed.swap(true, Ordering::AcqRel) {
+        if !self.shared.lifecycle.mark_closed() {
             return Ok(());
         }
         let shared = &self.shared;
@@ -950,9 +942,7 @@ impl ChannelLayer for RedisQueueLayer {
                 "timed out leaving groups at close; group_expiry will clean up"
             );
         }
-        shared.shutdown.cancel();
-        shared.tasks.close();
-        shared.tasks.wait().await;
+        shared.lifecycle.stop_tasks().await;
         // Nobody reads our queue any more: delete what is left in it.
         let host = &shared.hosts[shared.read_host];
         let mut conn = host.commands.clone();
@@ -987,7 +977,7 @@ impl ChannelLayer for RedisQueueLayer {
 
 impl Drop for RedisQueueLayer {
     fn drop(&mut self) {
-        self.shared.shutdown.cancel();
+        self.shared.lifecycle.shutdown.cancel();
     }
 }
 
