@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::error::GenerateError;
 use crate::ir::{self, TypeDef, TypeKind, TypeRef};
+use crate::naming::{js_string, ts_property_name};
 use crate::GeneratedFile;
 
 const JS_TEMPLATE: &str = include_str!("../templates/client/client.js.hbs");
@@ -160,7 +161,7 @@ fn channel_view(api: &ir::Api, channel: &ir::Channel) -> Result<Value, GenerateE
                 .unwrap_or_else(|| format!("A `{}` frame.", u.action));
             json!({
                 "action": js_string(&u.action),
-                "key": js_property(&u.action),
+                "key": ts_property_name(&u.action),
                 "method": format!("on{}", u.variant),
                 "frame_type": u.frame_type,
                 "doc": jsdoc(&format!("Calls `handler` with every `{}` frame: {doc}\nReturns a function that removes the handler.", u.action), "  "),
@@ -173,7 +174,13 @@ fn channel_view(api: &ir::Api, channel: &ir::Channel) -> Result<Value, GenerateE
         .iter()
         .map(|p| {
             json!({
-                "key": js_property(&p.name),
+                "key": ts_property_name(&p.name),
+                // A parameter with an `enum` takes only those values.
+                "ty": if p.allowed.is_empty() {
+                    "string".to_owned()
+                } else {
+                    p.allowed.iter().map(|v| js_string(v)).collect::<Vec<_>>().join(" | ")
+                },
                 "doc": jsdoc(p.description.as_deref().unwrap_or(&format!("The `{}` segment of the address.", p.name)), "  "),
             })
         })
@@ -390,30 +397,6 @@ fn ts_type(ty: &TypeRef) -> String {
         TypeRef::Array { item } => format!("Array<{}>", ts_type(item)),
         TypeRef::Nullable { inner } => format!("{} | null", ts_type(inner)),
         TypeRef::Named { name } => name.clone(),
-    }
-}
-
-/// A JavaScript string literal (JSON's syntax is a subset of JavaScript's, and `serde_json`
-/// escapes quotes, backslashes and control characters; `<` is escaped as well so the text is
-/// also safe inside an HTML `<script>`).
-fn js_string(s: &str) -> String {
-    Value::String(s.to_owned())
-        .to_string()
-        .replace('<', "\\u003c")
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029")
-}
-
-/// An object key: bare when it is an identifier, quoted otherwise.
-fn js_property(s: &str) -> String {
-    let plain = !s.is_empty()
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-    if plain {
-        s.to_owned()
-    } else {
-        js_string(s)
     }
 }
 

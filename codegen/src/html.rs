@@ -254,6 +254,7 @@ fn channel_view(api: &ir::Api, channel: &ir::Channel) -> Value {
             "name": p.name,
             "description": markdown_opt(p.description.as_ref()),
             "examples": p.examples,
+            "allowed": p.allowed,
         })).collect::<Vec<_>>(),
         "groups": groups,
         "messages": messages,

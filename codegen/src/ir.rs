@@ -231,6 +231,8 @@ pub struct Parameter {
     pub description: Option<String>,
     /// Example values.
     pub examples: Vec<String>,
+    /// The values the parameter may take (its `enum`); empty when any value is allowed.
+    pub allowed: Vec<String>,
 }
 
 /// A message.

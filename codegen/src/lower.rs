@@ -303,7 +303,13 @@ impl<'d> Lowering<'d> {
         pointer: &str,
     ) -> Result<Vec<ir::Parameter>> {
         let in_address = address_parameters(address);
-        for name in &in_address {
+        for (i, name) in in_address.iter().enumerate() {
+            if in_address[..i].contains(name) {
+                return Err(GenerateError::Unsupported {
+                    pointer: format!("{pointer}/address"),
+                    what: format!("the address `{address}` uses `{{{name}}}` twice; expected each parameter once"),
+                });
+            }
             if channel.parameters.get(name.as_str()).is_none() {
                 return Err(GenerateError::UndeclaredParameter {
                     pointer: pointer.to_owned(),
@@ -338,6 +344,7 @@ impl<'d> Lowering<'d> {
                 rust_name,
                 description: parameter.description.clone(),
                 examples: parameter.examples.clone(),
+                allowed: parameter.allowed.clone().unwrap_or_default(),
             });
         }
         // Address order, so generated constructors read like the path.

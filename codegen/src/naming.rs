@@ -48,7 +48,8 @@ pub(crate) fn field_name(s: &str) -> String {
     }
 }
 
-/// A property name usable in a TypeScript type literal (quoted unless a plain identifier).
+/// A property name usable in a JavaScript object literal or a TypeScript type literal: bare when
+/// it is a plain identifier, a string literal ([`js_string`]) otherwise.
 pub(crate) fn ts_property_name(s: &str) -> String {
     let plain = !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
@@ -57,8 +58,19 @@ pub(crate) fn ts_property_name(s: &str) -> String {
     if plain {
         s.to_owned()
     } else {
-        serde_json::Value::String(s.to_owned()).to_string()
+        js_string(s)
     }
+}
+
+/// A JavaScript string literal (JSON's syntax is a subset of JavaScript's, and `serde_json`
+/// escapes quotes, backslashes and control characters; `<` is escaped as well so the text is
+/// also safe inside an HTML `<script>`, and U+2028/U+2029 for engines older than ES2019).
+pub(crate) fn js_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned())
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 /// Escapes a key for use as a JSON-pointer token (RFC 6901).
@@ -121,6 +133,7 @@ mod tests {
         assert_eq!(field_name("café"), "caf");
         assert_eq!(ts_property_name("room_name"), "room_name");
         assert_eq!(ts_property_name("x-y"), "\"x-y\"");
+        assert_eq!(ts_property_name("</script>"), r#""\u003c/script>""#);
         assert_eq!(escape_pointer("a/b~c"), "a~1b~0c");
     }
 }

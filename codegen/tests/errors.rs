@@ -434,3 +434,12 @@ fn a_type_named_like_an_item_of_the_channel_module_is_refused() {
     let spec = edited("      title: ErrorDetail\n", "      title: Handler\n");
     assert_eq!(error_of(&spec), "#/components/schemas/ErrorDetail: the type name `Handler` is reserved by the generated code; choose another `title`");
 }
+
+#[test]
+fn a_parameter_used_twice_in_the_address_is_refused() {
+    let spec = edited(
+        "address: /ws/room/{room_name}",
+        "address: /ws/room/{room_name}/{room_name}",
+    );
+    assert_eq!(error_of(&spec), "#/channels/room_chat/address: the address `/ws/room/{room_name}/{room_name}` uses `{room_name}` twice; expected each parameter once");
+}

@@ -379,7 +379,7 @@ mod canvas {
 
 mod rooms {
     use super::*;
-    use two_parameters::room::{Incoming, Params, ADDRESS};
+    use two_parameters::room::{Incoming, Params, ParamsError, ADDRESS};
     use two_parameters::Post;
 
     #[test]
@@ -390,6 +390,47 @@ mod rooms {
             room: "a b/é".into(),
         };
         assert_eq!(params.address(), "/orgs/acme/rooms/a%20b%2F%C3%A9");
+    }
+
+    #[test]
+    fn parameters_are_parsed_from_the_path() {
+        assert_eq!(
+            Params::from_path("/orgs/globex/rooms/caf%C3%A9"),
+            Ok(Params {
+                org: "globex".into(),
+                room: "café".into(),
+            })
+        );
+        let params = Params {
+            org: "acme".into(),
+            room: "a b/é".into(),
+        };
+        assert_eq!(Params::from_path(&params.address()), Ok(params));
+        assert_eq!(
+            Params::from_path("/orgs/acme/rooms/%FF"),
+            Err(ParamsError::InvalidEncoding {
+                parameter: "room",
+                segment: "%FF".into(),
+            })
+        );
+    }
+
+    /// `org` declares `enum: [acme, globex]`.
+    #[test]
+    fn a_parameter_outside_its_enum_is_refused() {
+        let error = Params::from_path("/orgs/initech/rooms/general");
+        assert_eq!(
+            error,
+            Err(ParamsError::NotAllowed {
+                parameter: "org",
+                value: "initech".into(),
+                allowed: &["acme", "globex"],
+            })
+        );
+        assert_eq!(
+            error.err().map(|e| e.to_string()),
+            Some("parameter `org`: `initech` is not allowed; expected 'acme' or 'globex'".into())
+        );
     }
 
     #[test]
