@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use asyncapi_codegen::ir;
 use room_chat_protocol::room_chat::{Incoming, Outgoing};
-use room_chat_protocol::runtime::{failure_frame, rejection_frame, Framed};
+use room_chat_protocol::runtime::{failure_frame, rejection_frame, ErrorItem, Framed, Loc};
+use room_chat_protocol::{ErrorPayload, LocPart};
 use room_chat_protocol::SPEC_YAML;
 use serde_json::Value;
 
@@ -170,6 +171,49 @@ fn runtime_error_frames_are_valid_error_messages() {
     }
 }
 
+/// The runtime reports array positions as integers (`["draw", "payload", "points", 2]`): the
+/// contract admits them, and the generated types read them back as `LocPart::Index`.
+#[test]
+fn error_locations_with_array_positions_are_valid() {
+    let api = api();
+    let error = channel(&api)
+        .messages
+        .iter()
+        .find(|m| m.action == "error")
+        .unwrap_or_else(|| panic!("no error message"));
+    let validator = validator(&error.payload_schema);
+    let root = Loc::ROOT;
+    let action = root.key("room_chat");
+    let payload = action.key("payload");
+    let item = payload.index(2);
+    let frame = rejection_frame(&[ErrorItem::new("string_type", &item, "Input should be a valid string")]);
+    let value: Value = serde_json::from_str(&frame).unwrap_or_else(|e| panic!("{frame}: {e}"));
+    assert_eq!(value["payload"][0]["loc"], serde_json::json!(["room_chat", "payload", 2]));
+    let found = problems(&validator, &value);
+    assert!(found.is_empty(), "{frame}: {found:?}");
+    let decoded = Outgoing::decode_text(&frame).unwrap_or_else(|e| panic!("{frame}: {e:?}"));
+    let Outgoing::Error(message) = decoded.message else {
+        panic!("{frame} is not an error");
+    };
+    let ErrorPayload::ValidationErrors(items) = message.payload else {
+        panic!("{frame} lists no problems");
+    };
+    assert_eq!(
+        items[0].loc,
+        [
+            LocPart::Key("room_chat".into()),
+            LocPart::Key("payload".into()),
+            LocPart::Index(2)
+        ]
+    );
+    // Anything else in `loc` is outside the contract.
+    for bad in [serde_json::json!(true), serde_json::json!(1.5), serde_json::json!(null)] {
+        let mut broken = value.clone();
+        broken["payload"][0]["loc"][2] = bad.clone();
+        assert!(!problems(&validator, &broken).is_empty(), "{bad} was accepted");
+    }
+}
+
 /// What kinds of JSON value a schema admits, following `$ref`s (as JSON pointers into `root`)
 /// and unions: enough to tell whether two schemas describe the same shape.
 fn kinds(schema: &Value, root: &Value) -> BTreeSet<String> {
@@ -242,6 +286,7 @@ fn schemars_schemas_agree_with_the_document() {
         ErrorMessage,
         ErrorPayload,
         ErrorItem,
+        LocPart,
         ErrorDetail,
         CompleteMessage,
         GroupCompleteMessage,
