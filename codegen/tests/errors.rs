@@ -424,8 +424,7 @@ fn a_property_name_without_letters_is_refused() {
     let spec = edited(
         "        room_name:\n          title: Room Name\n",
         "        '💬':\n          title: Room Name\n",
-    )
-    .replacen("        - message\n", "        - message\n", 1);
+    );
     assert_eq!(error_of(&spec), "#/components/schemas/RoomMessagePayload/properties/💬: the property name `💬` gives no field name: it has no ASCII letter or digit; expected a name like `room_chat`");
 }
 
