@@ -9,7 +9,8 @@
 //!   ([`PingMessage`], ...), with serde and schemars derives;
 //! - [`room_chat::Incoming`] and [`room_chat::Outgoing`], the messages of each direction,
 //!   discriminated by `action`: the server can only send what the document declares;
-//! - [`room_chat::Params`], the parameters of the channel address;
+//! - [`room_chat::Params`], the parameters of the channel address, parsed from a request path
+//!   by [`room_chat::Params::from_path`] (which reports failures as [`room_chat::ParamsError`]);
 //! - [`room_chat::Handler`], one async method per `receive` operation, and
 //!   [`room_chat::dispatch`], which decodes a frame, reports problems in the protocol's error
 //!   format ([`runtime::rejection_frame`]) and calls the right method;

@@ -244,6 +244,26 @@ mod orders {
         );
     }
 
+    /// `OrderLine.parts` holds `OrderLine`s: a recursive type decodes at any depth, and reports
+    /// problems with the full path.
+    #[test]
+    fn a_recursive_type_decodes_at_depth() {
+        let mut frame = full();
+        frame["payload"]["lines"][0]["parts"] = json!([
+            {"sku": "A-1a", "quantity": 1, "price": 1.0, "parts": [{"sku": "A-1a-i", "quantity": 3, "price": 0.5}]},
+        ]);
+        let framed = Incoming::decode_value(&frame).unwrap_or_else(|e| panic!("{e:?}"));
+        let Incoming::PlaceOrder(PlaceOrder { payload }) = framed.message;
+        let parts = payload.lines[0].parts.as_deref().unwrap_or_default();
+        let inner = parts[0].parts.as_deref().unwrap_or_default();
+        assert_eq!(inner[0].sku, "A-1a-i");
+        frame["payload"]["lines"][0]["parts"][0]["parts"][0]["sku"] = json!(7);
+        assert_eq!(
+            rejected(&frame),
+            json!([{"type": "string_type", "loc": ["place_order", "payload", "lines", 0, "parts", 0, "parts", 0, "sku"], "msg": "Input should be a valid string"}])
+        );
+    }
+
     struct Shop;
 
     impl Handler<()> for Shop {
