@@ -21,7 +21,8 @@ async fn service(redis_url: Option<String>) -> RunningServer {
         shutdown_timeout_secs: 2,
         ..Config::default()
     };
-    let layers = LayerRegistry::standard(config.redis_url.as_deref()).unwrap();
+    let layers =
+        LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits()).unwrap();
     RunningServer::start(config, layers).await.unwrap()
 }
 

@@ -286,7 +286,7 @@ impl ChannelLayer for MemoryLayer {
             .counters
             .dropped(KIND, DropReason::NoSuchChannel, group, missing);
         let expires_at = self.envelope(message.clone()).expires_at;
-        for (name, tx) in targets {
+        for (pushed, (name, tx)) in targets.into_iter().enumerate() {
             // Every receiver shares the same Arc'd message: no per-receiver copy.
             let envelope = Envelope {
                 message: message.clone(),
@@ -304,8 +304,7 @@ impl ChannelLayer for MemoryLayer {
                         .dropped(KIND, DropReason::NoSuchChannel, &name, 1);
                 }
             }
-            // A 10 000-member group must not monopolise the worker thread.
-            tokio::task::consume_budget().await;
+            crate::inbox::fan_out_yield(pushed).await;
         }
         self.shared
             .counters

@@ -377,7 +377,7 @@ impl Shared {
                 Vec::new()
             }
         };
-        for (channel, tx) in targets {
+        for (pushed, (channel, tx)) in targets.into_iter().enumerate() {
             let envelope = Envelope {
                 message: message.clone(),
                 expires_at: None,
@@ -391,7 +391,7 @@ impl Shared {
                     .counters
                     .dropped(KIND, DropReason::NoSuchChannel, &channel, 1),
             }
-            tokio::task::consume_budget().await;
+            crate::inbox::fan_out_yield(pushed).await;
         }
     }
 

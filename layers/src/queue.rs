@@ -427,7 +427,7 @@ impl Shared {
                 })
                 .collect()
         };
-        for (target, tx) in senders {
+        for (pushed, (target, tx)) in senders.into_iter().enumerate() {
             let Some(tx) = tx else {
                 self.counters
                     .dropped(KIND, DropReason::NoSuchChannel, &target, 1);
@@ -446,7 +446,7 @@ impl Shared {
                     .counters
                     .dropped(KIND, DropReason::NoSuchChannel, &target, 1),
             }
-            tokio::task::consume_budget().await;
+            crate::inbox::fan_out_yield(pushed).await;
         }
     }
 }

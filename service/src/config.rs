@@ -113,6 +113,37 @@ pub struct Config {
     #[arg(long, env = "GROUP_REFRESH_SECS", default_value_t = 3600)]
     pub group_refresh_secs: u64,
 
+    /// Messages one connection's layer channel holds before further ones are dropped and
+    /// counted (in-memory layers; the Python default is 100). Sized like the outbound queue, so
+    /// a burst that the client could absorb is not lost one step earlier in the layer.
+    #[arg(long, env = "LAYER_CHANNEL_CAPACITY", default_value_t = 1024)]
+    pub layer_channel_capacity: usize,
+
+    /// Messages the Redis layers queue for one local channel before dropping (counted as
+    /// `slow_consumer` in the layer metrics).
+    #[arg(long, env = "LAYER_LOCAL_QUEUE", default_value_t = 1024)]
+    pub layer_local_queue: usize,
+
+    /// Redis messages the pub/sub layer buffers between its subscriber connection and local
+    /// fan-out before dropping (counted as `dispatch_overflow`); bounds memory when fan-out
+    /// falls behind Redis.
+    #[arg(long, env = "PUBSUB_DISPATCH_QUEUE", default_value_t = 8192)]
+    pub pubsub_dispatch_queue: usize,
+
+    /// Seconds after which a group membership that was not renewed expires (as the Python
+    /// layers' `group_expiry`); connections renew theirs every `GROUP_REFRESH_SECS`.
+    #[arg(long, env = "GROUP_EXPIRY_SECS", default_value_t = 86_400)]
+    pub group_expiry_secs: u64,
+
+    /// Longest wait for a Redis connection, in milliseconds; past it the layer reports Down.
+    #[arg(long, env = "REDIS_CONNECT_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_connect_timeout_ms: u64,
+
+    /// Longest wait for one Redis command, in milliseconds; past it the connection counts as
+    /// lost (a hung Redis is detected, not waited on forever).
+    #[arg(long, env = "REDIS_COMMAND_TIMEOUT_MS", default_value_t = 2000)]
+    pub redis_command_timeout_ms: u64,
+
     /// The channel-layer alias the room chat uses (`chat` by default, as in the tutorial).
     #[arg(long, env = "CHAT_LAYER", default_value = "chat")]
     pub chat_layer: String,
@@ -150,6 +181,19 @@ impl Config {
     /// [`Self::group_refresh_secs`] as a duration.
     pub fn group_refresh(&self) -> Duration {
         Duration::from_secs(self.group_refresh_secs.max(1))
+    }
+
+    /// The channel-layer limits this config asks for.
+    pub fn layer_limits(&self) -> room_chat_layers::LayerLimits {
+        room_chat_layers::LayerLimits {
+            local_queue_bound: self.layer_local_queue.max(1),
+            memory_capacity: self.layer_channel_capacity.max(1),
+            group_expiry: Duration::from_secs(self.group_expiry_secs.max(1)),
+            redis_connect_timeout: Duration::from_millis(self.redis_connect_timeout_ms.max(1)),
+            redis_command_timeout: Duration::from_millis(self.redis_command_timeout_ms.max(1)),
+            pubsub_dispatch_queue: self.pubsub_dispatch_queue.max(1),
+            ..room_chat_layers::LayerLimits::default()
+        }
     }
 
     /// [`Self::close_linger_ms`] as a duration.

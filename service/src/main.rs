@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
-    let layers = LayerRegistry::standard(config.redis_url.as_deref())
+    let layers = LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits())
         .context("setting up the channel layers")?;
     let server = RunningServer::start(config.clone(), layers)
         .await

@@ -70,7 +70,9 @@ impl TestServer {
         config.redis_url = url;
         config.chat_layer = alias.to_owned();
         tweak(&mut config);
-        let layers = LayerRegistry::standard(config.redis_url.as_deref()).unwrap();
+        let layers =
+            LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits())
+                .unwrap();
         let server = RunningServer::start(config, layers).await.unwrap();
         Self { server }
     }

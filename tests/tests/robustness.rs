@@ -113,3 +113,28 @@ async fn shutdown_sends_leave_notices_then_close_frames() {
         "every connection finished within the timeout"
     );
 }
+
+#[tokio::test]
+async fn a_connection_open_longer_than_the_group_expiry_keeps_receiving_its_room() {
+    // Memberships expire after 2 s here; connections renew theirs every second.
+    let server = TestServer::start_with(Layer::Memory, |c| {
+        c.group_expiry_secs = 2;
+        c.group_refresh_secs = 1;
+    })
+    .await;
+    let mut a = server.join_first("general").await;
+    let mut b = server.join("general").await;
+    assert_eq!(a.recv_json().await, joined("general"));
+    // Well past the expiry; both keep reading (nothing arrives).
+    assert_eq!(a.try_recv_text(Duration::from_millis(3500)).await, None);
+    a.chat("still there?").await;
+    assert_eq!(b.recv_json().await, chat("still there?", "general"));
+    assert_eq!(a.recv_json().await, chat("still there?", "general"));
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "room_chat_layer_messages_total{alias=\"chat\",event=\"dropped\",reason=\"expired\"} 0"
+        ),
+        "no membership expired: {metrics}"
+    );
+}
