@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -213,11 +213,19 @@ impl Drop for Admission {
 
 async fn room_chat_socket(
     State(state): State<AppState>,
-    Path(room_name): Path<String>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // The generated parser reads the parameters the way the contract's address declares them
+    // (one percent-decoded UTF-8 segment each); the room-name rule then applies to the text.
+    let room_name = match Params::from_path(uri.path()) {
+        Ok(params) => params.room_name,
+        Err(e) => {
+            state.metrics.refused(Refusal::RoomName);
+            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+        }
+    };
     if let Err(reason) = check_room_name(&room_name, state.config.max_room_name_chars) {
         state.metrics.refused(Refusal::RoomName);
         return (StatusCode::FORBIDDEN, reason.to_string()).into_response();

@@ -150,13 +150,19 @@ async fn refused_room_names_get_403_with_a_reason() {
         empty.err(),
         Some((403, "room name must not be empty".to_owned()))
     );
-    // Not UTF-8 after percent-decoding: refused by the path parser before the upgrade.
+    // Not UTF-8 after percent-decoding: refused by the generated path parser, with the reason.
     let invalid = Client::try_connect(&server.room_url("%FF")).await;
-    assert_eq!(invalid.err().map(|(status, _)| status), Some(400));
+    assert_eq!(
+        invalid.err(),
+        Some((
+            400,
+            "parameter `room_name`: `%FF` is not percent-encoded UTF-8".to_owned()
+        ))
+    );
     // The refusals are counted.
     let (_, metrics) = server.get("/metrics").await;
     assert!(
-        metrics.contains("room_chat_handshakes_refused_total{reason=\"room_name\"} 7"),
+        metrics.contains("room_chat_handshakes_refused_total{reason=\"room_name\"} 8"),
         "{metrics}"
     );
 }
