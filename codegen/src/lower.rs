@@ -333,7 +333,10 @@ impl<'d> Lowering<'d> {
             identifier(&rust_name, &param_pointer, || {
                 format!("the parameter name `{name}` gives no field name")
             })?;
-            if let Some(other) = out.iter().find(|p: &&ir::Parameter| p.rust_name == rust_name) {
+            if let Some(other) = out
+                .iter()
+                .find(|p: &&ir::Parameter| p.rust_name == rust_name)
+            {
                 return Err(GenerateError::Unsupported {
                     pointer: param_pointer,
                     what: format!("parameter `{name}` maps to the field name `{rust_name}`, which parameter `{}` already has; rename one of them", other.name),
@@ -507,9 +510,11 @@ impl<'d> Lowering<'d> {
             Some(c) => Some(self.correlation_property(c, &format!("{pointer}/correlationId"))?),
         };
         let variant = pascal_case(&action);
-        check_variant_name(&variant, &format!("{schema_pointer}/properties/action/const"), || {
-            format!("the action `{action}`")
-        })?;
+        check_variant_name(
+            &variant,
+            &format!("{schema_pointer}/properties/action/const"),
+            || format!("the action `{action}`"),
+        )?;
         let payload_schema = self.resolved_json(schema, &schema_pointer)?;
         Ok(ir::Message {
             id: key.to_owned(),
@@ -986,10 +991,7 @@ impl<'d> Lowering<'d> {
         let mut root = self.schema_json(schema, pointer, &mut defs)?;
         if !defs.is_empty() {
             if let Value::Object(root) = &mut root {
-                root.insert(
-                    "$defs".into(),
-                    Value::Object(defs.into_iter().collect()),
-                );
+                root.insert("$defs".into(), Value::Object(defs.into_iter().collect()));
             }
         }
         Ok(root)
@@ -1036,10 +1038,7 @@ impl<'d> Lowering<'d> {
             let mut props = serde_json::Map::new();
             for (name, prop) in &schema.properties {
                 let prop_pointer = format!("{pointer}/properties/{}", escape_pointer(name));
-                props.insert(
-                    name.clone(),
-                    self.schema_json(prop, &prop_pointer, defs)?,
-                );
+                props.insert(name.clone(), self.schema_json(prop, &prop_pointer, defs)?);
             }
             out.insert("properties".into(), Value::Object(props));
         }
@@ -1065,7 +1064,11 @@ impl<'d> Lowering<'d> {
             if let Some(alternatives) = alternatives {
                 let mut resolved = Vec::new();
                 for (i, a) in alternatives.iter().enumerate() {
-                    resolved.push(self.schema_json(a, &format!("{pointer}/{keyword}/{i}"), defs)?);
+                    resolved.push(self.schema_json(
+                        a,
+                        &format!("{pointer}/{keyword}/{i}"),
+                        defs,
+                    )?);
                 }
                 out.insert(keyword.into(), Value::Array(resolved));
             }
@@ -1116,7 +1119,10 @@ fn check_finite(types: &IndexMap<String, ir::TypeDef>) -> Result<()> {
             ir::TypeKind::StringEnum { .. } => {}
         }
         // Reversed, so that popping visits them in document order.
-        out.into_iter().rev().map(str::to_owned).collect::<Vec<String>>()
+        out.into_iter()
+            .rev()
+            .map(str::to_owned)
+            .collect::<Vec<String>>()
     };
     // Depth-first search; `path` holds the types being visited, `done` those known to be finite.
     let mut done: BTreeSet<String> = BTreeSet::new();
@@ -1136,8 +1142,10 @@ fn check_finite(types: &IndexMap<String, ir::TypeDef>) -> Result<()> {
                 continue;
             }
             if let Some(at) = path.iter().position(|(name, _)| *name == next) {
-                let mut cycle: Vec<String> =
-                    path[at..].iter().map(|(name, _)| format!("`{name}`")).collect();
+                let mut cycle: Vec<String> = path[at..]
+                    .iter()
+                    .map(|(name, _)| format!("`{name}`"))
+                    .collect();
                 cycle.push(format!("`{next}`"));
                 let pointer = by_name
                     .get(next.as_str())
@@ -1157,8 +1165,15 @@ fn check_finite(types: &IndexMap<String, ir::TypeDef>) -> Result<()> {
 }
 
 /// Module names the generated file already uses at its top level, or paths it relies on.
-const RESERVED_MODULE_NAMES: [&str; 7] =
-    ["runtime", "serde", "serde_json", "schemars", "std", "core", "alloc"];
+const RESERVED_MODULE_NAMES: [&str; 7] = [
+    "runtime",
+    "serde",
+    "serde_json",
+    "schemars",
+    "std",
+    "core",
+    "alloc",
+];
 
 /// Refuses a derived identifier with nothing left of the name it came from (a name of only
 /// symbols or non-ASCII letters, which identifiers leave out).

@@ -225,12 +225,17 @@ fn with_loop(definition: &str) -> String {
         "        room_name:\n          title: Room Name\n",
         "        looped:\n          $ref: '#/components/schemas/Loop'\n        room_name:\n          title: Room Name\n",
     );
-    spec.replacen("  schemas:\n", &format!("  schemas:\n    Loop:\n{definition}"), 1)
+    spec.replacen(
+        "  schemas:\n",
+        &format!("  schemas:\n    Loop:\n{definition}"),
+        1,
+    )
 }
 
 #[test]
 fn an_array_of_itself_is_refused() {
-    let spec = with_loop("      type: array\n      items:\n        $ref: '#/components/schemas/Loop'\n");
+    let spec =
+        with_loop("      type: array\n      items:\n        $ref: '#/components/schemas/Loop'\n");
     assert_eq!(error_of(&spec), "#/components/schemas/Loop: the schema contains itself through the `$ref` at #/components/schemas/Loop/items with no object or titled union in between, so it has no finite type; expected the recursion to pass through an object property");
 }
 
@@ -284,7 +289,9 @@ fn a_tree_is_accepted() {
 fn references_that_fan_out_stay_linear() {
     let mut schemas = String::new();
     for level in 0..12 {
-        schemas.push_str(&format!("    Fan{level}:\n      type: object\n      properties:\n"));
+        schemas.push_str(&format!(
+            "    Fan{level}:\n      type: object\n      properties:\n"
+        ));
         for branch in 0..8 {
             schemas.push_str(&format!(
                 "        p{branch}:\n          $ref: '#/components/schemas/Fan{}'\n",
@@ -328,8 +335,11 @@ fn rust_of(spec: &str) -> String {
 
 /// `asyncapi.yaml` with the channel `room_chat` renamed to `id`.
 fn channel_renamed(id: &str) -> String {
-    edited("  room_chat:\n    address:", &format!("  {id}:\n    address:"))
-        .replace("#/channels/room_chat", &format!("#/channels/{id}"))
+    edited(
+        "  room_chat:\n    address:",
+        &format!("  {id}:\n    address:"),
+    )
+    .replace("#/channels/room_chat", &format!("#/channels/{id}"))
 }
 
 /// Two send-only channels with the ids `first` and `second`.
@@ -386,7 +396,10 @@ fn an_operation_id_that_is_a_keyword_is_escaped() {
 
 #[test]
 fn an_operation_id_without_letters_is_refused() {
-    let spec = edited("  handle_ping:\n    action: receive", "  💬:\n    action: receive");
+    let spec = edited(
+        "  handle_ping:\n    action: receive",
+        "  💬:\n    action: receive",
+    );
     assert_eq!(error_of(&spec), "#/operations/💬: the operation id `💬` gives no handler method name: it has no ASCII letter or digit; expected a name like `room_chat`");
 }
 
@@ -404,7 +417,10 @@ fn an_action_named_self_is_refused() {
 
 #[test]
 fn two_actions_with_one_variant_name_in_one_direction_are_refused() {
-    let spec = edited("          const: complete\n", "          const: room-notification\n");
+    let spec = edited(
+        "          const: complete\n",
+        "          const: room-notification\n",
+    );
     assert_eq!(error_of(&spec), "#/components/messages/complete: the action `room-notification` gives the variant name `RoomNotification`, which the action `room_notification` already has in the channel's outgoing messages; rename one of the actions");
 }
 

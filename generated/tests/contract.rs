@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use asyncapi_codegen::ir;
 use room_chat_protocol::room_chat::{Incoming, Outgoing};
 use room_chat_protocol::runtime::{failure_frame, rejection_frame, ErrorItem, Framed, Loc};
-use room_chat_protocol::{ErrorPayload, LocPart};
 use room_chat_protocol::SPEC_YAML;
+use room_chat_protocol::{ErrorPayload, LocPart};
 use serde_json::Value;
 
 fn api() -> ir::Api {
@@ -186,9 +186,16 @@ fn error_locations_with_array_positions_are_valid() {
     let action = root.key("room_chat");
     let payload = action.key("payload");
     let item = payload.index(2);
-    let frame = rejection_frame(&[ErrorItem::new("string_type", &item, "Input should be a valid string")]);
+    let frame = rejection_frame(&[ErrorItem::new(
+        "string_type",
+        &item,
+        "Input should be a valid string",
+    )]);
     let value: Value = serde_json::from_str(&frame).unwrap_or_else(|e| panic!("{frame}: {e}"));
-    assert_eq!(value["payload"][0]["loc"], serde_json::json!(["room_chat", "payload", 2]));
+    assert_eq!(
+        value["payload"][0]["loc"],
+        serde_json::json!(["room_chat", "payload", 2])
+    );
     let found = problems(&validator, &value);
     assert!(found.is_empty(), "{frame}: {found:?}");
     let decoded = Outgoing::decode_text(&frame).unwrap_or_else(|e| panic!("{frame}: {e:?}"));
@@ -207,10 +214,17 @@ fn error_locations_with_array_positions_are_valid() {
         ]
     );
     // Anything else in `loc` is outside the contract.
-    for bad in [serde_json::json!(true), serde_json::json!(1.5), serde_json::json!(null)] {
+    for bad in [
+        serde_json::json!(true),
+        serde_json::json!(1.5),
+        serde_json::json!(null),
+    ] {
         let mut broken = value.clone();
         broken["payload"][0]["loc"][2] = bad.clone();
-        assert!(!problems(&validator, &broken).is_empty(), "{bad} was accepted");
+        assert!(
+            !problems(&validator, &broken).is_empty(),
+            "{bad} was accepted"
+        );
     }
 }
 

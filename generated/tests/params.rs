@@ -51,7 +51,13 @@ fn malformed_escapes_are_refused() {
 
 #[test]
 fn paths_of_another_shape_are_refused() {
-    for path in ["/ws/room", "/ws/rooms/general", "/ws/room/a/b", "ws/room/a", ""] {
+    for path in [
+        "/ws/room",
+        "/ws/rooms/general",
+        "/ws/room/a/b",
+        "ws/room/a",
+        "",
+    ] {
         let error = Params::from_path(path).err();
         assert_eq!(
             error,
@@ -66,7 +72,10 @@ fn paths_of_another_shape_are_refused() {
         Params::from_path("/ws/rooms/general")
             .err()
             .map(|e| e.to_string()),
-        Some("the path `/ws/rooms/general` does not match the address `/ws/room/{room_name}`".to_owned())
+        Some(
+            "the path `/ws/rooms/general` does not match the address `/ws/room/{room_name}`"
+                .to_owned()
+        )
     );
     assert_eq!(
         room("/ws/room/"),
