@@ -118,11 +118,24 @@ pub fn encode(segment: &str) -> String {
     room_chat_protocol::runtime::encode_path_segment(segment)
 }
 
-/// A minimal HTTP/1.1 GET over a raw socket (keeps the tests free of an HTTP client crate).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+/// An HTTP response as the tests see it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The status line and headers, lower-cased (header names and values compare as text).
+    pub head: String,
+    /// The body, de-chunked.
+    pub body: String,
+    /// Whether the body came with chunked transfer encoding.
+    pub chunked: bool,
+}
+
+/// Sends one raw HTTP/1.1 request (the whole head, ending in a blank line) and reads the
+/// response to the end. Raw on purpose: tests can send headers an HTTP client would refuse,
+/// and the suite needs no HTTP client crate.
+pub async fn http_request(addr: SocketAddr, request: &str) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(FRAME_WAIT, stream.read_to_end(&mut raw))
@@ -130,24 +143,37 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .expect("HTTP response in time")
         .unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let head = head.to_ascii_lowercase();
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    let body = if text
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(&body)
+    let chunked = head.contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
     } else {
-        body
+        body.to_owned()
     };
-    (status, body)
+    HttpResponse {
+        status,
+        head,
+        body,
+        chunked,
+    }
+}
+
+/// GET `path`; returns status and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let response = http_get_full(addr, path).await;
+    (response.status, response.body)
+}
+
+/// GET `path` with the headers kept.
+pub async fn http_get_full(addr: SocketAddr, path: &str) -> HttpResponse {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    http_request(addr, &request).await
 }
 
 fn dechunk(body: &str) -> String {

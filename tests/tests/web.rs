@@ -5,31 +5,13 @@
 
 use std::net::SocketAddr;
 
-use room_chat_e2e::{Layer, TestServer, FRAME_WAIT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use room_chat_e2e::{Layer, TestServer};
 
-/// GET `path`; returns the status, the lower-cased header block and the body. (The shared
-/// helper drops the headers, and the media types are what these tests are about.)
+/// GET `path`; returns the status, the lower-cased header block and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(FRAME_WAIT, stream.read_to_end(&mut raw))
-        .await
-        .expect("HTTP response in time")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "static bodies have a length"
-    );
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    let response = room_chat_e2e::http_get_full(addr, path).await;
+    assert!(!response.chunked, "static bodies have a length");
+    (response.status, response.head, response.body)
 }
 
 fn header<'h>(head: &'h str, name: &str) -> &'h str {
@@ -142,16 +124,10 @@ async fn the_chat_page_and_its_assets_are_served() {
 #[tokio::test]
 async fn a_host_header_with_markup_is_not_echoed_into_the_docs() {
     let server = TestServer::start(Layer::Memory).await;
-    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
     let request = "GET /asyncapi HTTP/1.1\r\nHost: <b>x</b>\r\nConnection: close\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(FRAME_WAIT, stream.read_to_end(&mut raw))
-        .await
-        .expect("HTTP response in time")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let response = room_chat_e2e::http_request(server.addr(), request).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let text = response.body;
     assert!(!text.contains("<b>x</b>"));
     assert!(!text.contains("This server:"));
 }
