@@ -248,9 +248,13 @@ impl Metrics {
                 u8::from(up)
             );
         }
+        // One snapshot per layer per scrape, so the families below agree with each other.
+        let snapshots: Vec<_> = layers
+            .iter()
+            .map(|(alias, layer)| (alias, layer.stats()))
+            .collect();
         let _ = writeln!(out, "# HELP room_chat_layer_messages_total Channel-layer message counts by event.\n# TYPE room_chat_layer_messages_total counter");
-        for (alias, layer) in layers.iter() {
-            let stats = layer.stats();
+        for (alias, stats) in &snapshots {
             for (event, value) in [
                 ("sent", stats.sent),
                 ("group_sent", stats.group_sent),
@@ -266,19 +270,19 @@ impl Metrics {
             }
         }
         let _ = writeln!(out, "# HELP room_chat_layer_outages_total Times a layer lost its backend.\n# TYPE room_chat_layer_outages_total counter");
-        for (alias, layer) in layers.iter() {
+        for (alias, stats) in &snapshots {
             let _ = writeln!(
                 out,
                 "room_chat_layer_outages_total{{alias=\"{alias}\"}} {}",
-                layer.stats().outages
+                stats.outages
             );
         }
         let _ = writeln!(out, "# HELP room_chat_layer_reconnects_total Times a layer re-established its backend connection.\n# TYPE room_chat_layer_reconnects_total counter");
-        for (alias, layer) in layers.iter() {
+        for (alias, stats) in &snapshots {
             let _ = writeln!(
                 out,
                 "room_chat_layer_reconnects_total{{alias=\"{alias}\"}} {}",
-                layer.stats().reconnects
+                stats.reconnects
             );
         }
         out

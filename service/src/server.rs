@@ -69,8 +69,9 @@ pub struct AppState {
     /// Connections admitted and not yet finished (reserved before the upgrade, so the cap
     /// holds even while many handshakes race).
     admitted: Arc<AtomicUsize>,
-    spec_json: Arc<str>,
-    client_spec_yaml: Arc<str>,
+    /// Rendered once at start-up; each request clones the handle, not the text.
+    spec_json: bytes::Bytes,
+    client_spec_yaml: bytes::Bytes,
 }
 
 impl AppState {
@@ -100,8 +101,8 @@ impl AppState {
             shutdown: Shutdown::new(),
             settings: Arc::new(settings),
             admitted: Arc::new(AtomicUsize::new(0)),
-            spec_json: spec_json.into(),
-            client_spec_yaml: client_spec_yaml.into(),
+            spec_json: bytes::Bytes::from(spec_json),
+            client_spec_yaml: bytes::Bytes::from(client_spec_yaml),
         })
     }
 
@@ -295,7 +296,7 @@ async fn spec_yaml() -> Response {
 async fn spec_json(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        state.spec_json.to_string(),
+        state.spec_json,
     )
         .into_response()
 }
@@ -303,7 +304,7 @@ async fn spec_json(State(state): State<AppState>) -> Response {
 async fn client_spec_yaml(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
-        state.client_spec_yaml.to_string(),
+        state.client_spec_yaml,
     )
         .into_response()
 }
