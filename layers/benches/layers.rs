@@ -49,7 +49,10 @@ fn message(i: usize) -> Message {
 async fn measure(layer: Arc<dyn ChannelLayer>) -> Figures {
     // group_send, one member.
     let mut inbox = layer.new_channel().await.unwrap();
-    layer.group_add("bench-one", inbox.name()).await.unwrap();
+    layer
+        .group_add(&group("bench-one"), inbox.name())
+        .await
+        .unwrap();
     let receiver = tokio::spawn(async move {
         for _ in 0..GROUP_SENDS {
             inbox.receive().await.unwrap();
@@ -58,7 +61,10 @@ async fn measure(layer: Arc<dyn ChannelLayer>) -> Figures {
     });
     let start = Instant::now();
     for i in 0..GROUP_SENDS {
-        layer.group_send("bench-one", message(i)).await.unwrap();
+        layer
+            .group_send(&group("bench-one"), message(i))
+            .await
+            .unwrap();
     }
     drop(receiver.await.unwrap());
     let group_send_per_s = GROUP_SENDS as f64 / start.elapsed().as_secs_f64();
@@ -67,7 +73,10 @@ async fn measure(layer: Arc<dyn ChannelLayer>) -> Figures {
     let mut receivers = Vec::new();
     for _ in 0..FAN_OUT_MEMBERS {
         let mut inbox = layer.new_channel().await.unwrap();
-        layer.group_add("bench-many", inbox.name()).await.unwrap();
+        layer
+            .group_add(&group("bench-many"), inbox.name())
+            .await
+            .unwrap();
         receivers.push(tokio::spawn(async move {
             for _ in 0..FAN_OUT_SENDS {
                 inbox.receive().await.unwrap();
@@ -76,7 +85,10 @@ async fn measure(layer: Arc<dyn ChannelLayer>) -> Figures {
     }
     let start = Instant::now();
     for i in 0..FAN_OUT_SENDS {
-        layer.group_send("bench-many", message(i)).await.unwrap();
+        layer
+            .group_send(&group("bench-many"), message(i))
+            .await
+            .unwrap();
     }
     for r in receivers {
         r.await.unwrap();
@@ -141,4 +153,8 @@ fn main() {
             );
         }
     });
+}
+
+fn group(name: &str) -> room_chat_layers::Group {
+    room_chat_layers::Group::new(name).unwrap()
 }

@@ -27,8 +27,8 @@ pub enum LayerError {
         reason: &'static str,
     },
     /// A group name breaks the naming rules (ASCII alphanumerics, `-`, `_`, `.`, fewer than 100
-    /// characters). Map user-chosen names through
-    /// [`ChannelLayer::safe_group_name`](crate::ChannelLayer::safe_group_name) first.
+    /// characters), from [`Group::new`](crate::Group::new). Map user-chosen names with
+    /// [`Group::for_text`](crate::Group::for_text) instead.
     #[error("invalid group name {name:?}: {reason}")]
     InvalidGroupName {
         /// The offending name.

@@ -97,6 +97,27 @@ impl Inbox {
         }
     }
 
+    /// Polls for the next message (the poll form of [`receive`](Self::receive), for a
+    /// connection task that drives its socket and its inbox from one `poll` function).
+    pub fn poll_receive(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Message, LayerError>> {
+        loop {
+            match self.rx.poll_recv(cx) {
+                std::task::Poll::Ready(Some(envelope)) => {
+                    if let Some(message) = self.accept(envelope) {
+                        return std::task::Poll::Ready(Ok(message));
+                    }
+                }
+                std::task::Poll::Ready(None) => {
+                    return std::task::Poll::Ready(Err(LayerError::Closed))
+                }
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    }
+
     /// Takes a message if one is ready, without waiting.
     pub fn try_receive(&mut self) -> Option<Message> {
         while let Ok(envelope) = self.rx.try_recv() {

@@ -23,13 +23,13 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), room_chat_layers::LayerError> {
-//! use room_chat_layers::{ChannelLayer, LayerRegistry, Message};
+//! use room_chat_layers::{ChannelLayer, Group, LayerRegistry, Message};
 //! use serde_json::json;
 //!
 //! let registry = LayerRegistry::standard(None)?; // no Redis: every alias in memory
 //! let layer = registry.get("chat").expect("a standard alias");
 //! let mut inbox = layer.new_channel().await?; // one per WebSocket connection
-//! let room = layer.safe_group_name("café au lait"); // any user text -> a valid group
+//! let room = Group::for_text("café au lait"); // any user text -> a valid group, checked once
 //! layer.group_add(&room, inbox.name()).await?;
 //! layer.group_send(&room, Message::from_value(json!({"type": "hello"}))?).await?;
 //! assert_eq!(inbox.receive().await?.get("type"), Some(&json!("hello")));
@@ -37,13 +37,13 @@
 //! # Ok(()) }
 //! ```
 
-use std::borrow::Cow;
-
 pub use error::LayerError;
 pub use health::LayerHealth;
 pub use inbox::Inbox;
 pub use message::Message;
-pub use names::{safe_group_name, validate_channel_name, validate_group_name, MAX_NAME_LENGTH};
+pub use names::{
+    safe_group_name, validate_channel_name, validate_group_name, Group, MAX_NAME_LENGTH,
+};
 pub use registry::{LayerLimits, LayerRegistry};
 pub use stats::{DropReason, LayerStats};
 
@@ -65,9 +65,9 @@ pub mod testing;
 /// The operations every channel layer offers. Object-safe: the service holds
 /// `Arc<dyn ChannelLayer>` and never knows which backend it talks to.
 ///
-/// Channel names come from [`new_channel`](ChannelLayer::new_channel); group names must be valid
-/// ([`validate_group_name`]): map user text through
-/// [`safe_group_name`](ChannelLayer::safe_group_name) first.
+/// Channel names come from [`new_channel`](ChannelLayer::new_channel); groups are [`Group`]s,
+/// whose names were checked against the rules when they were made ([`Group::new`], or
+/// [`Group::for_text`] for user text), so no group operation re-checks a name.
 ///
 /// **Ordering.** A sender that awaits each call sees its messages to one channel, and its
 /// broadcasts to one group, arrive in the order sent, on every layer (the conformance suite
@@ -90,14 +90,14 @@ pub trait ChannelLayer: Send + Sync + 'static {
     async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError>;
 
     /// Adds a channel to a group (idempotent; refreshes its membership time).
-    async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError>;
+    async fn group_add(&self, group: &Group, channel: &str) -> Result<(), LayerError>;
 
     /// Removes a channel from a group (no error if it was not a member).
-    async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError>;
+    async fn group_discard(&self, group: &Group, channel: &str) -> Result<(), LayerError>;
 
     /// Sends a message to every channel in a group. The message is encoded once; receivers
     /// that are full are skipped and counted, never waited for.
-    async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError>;
+    async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError>;
 
     /// Removes every channel, group membership and queued message of this layer (on Redis,
     /// every key under the layer's prefix, as the Python layers do). Existing inboxes then
@@ -107,13 +107,6 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Stops background tasks, leaves groups joined by this process and closes connections.
     /// Inboxes report [`LayerError::Closed`]; later operations fail with it.
     async fn close(&self) -> Result<(), LayerError>;
-
-    /// Whether a group name is valid as-is on this layer; and a safe, deterministic,
-    /// collision-free mapping for one that is not (the service maps user room names through
-    /// it; identity for names already valid). See [`names::safe_group_name`](safe_group_name).
-    fn safe_group_name<'a>(&self, name: &'a str) -> Cow<'a, str> {
-        safe_group_name(name)
-    }
 
     /// Live health for `/healthz` (the in-memory layer is always up).
     fn health(&self) -> tokio::sync::watch::Receiver<LayerHealth>;

@@ -17,9 +17,9 @@ use crate::health::HealthBoard;
 use crate::inbox::{push, ChannelOwner, Envelope, Push};
 use crate::lifecycle::Lifecycle;
 use crate::message::lock;
-use crate::names::{random_hex32, validate_channel_name, validate_group_name};
+use crate::names::{random_hex32, validate_channel_name};
 use crate::stats::{Counters, DropReason};
-use crate::{ChannelLayer, Inbox, LayerError, LayerHealth, LayerStats, Message};
+use crate::{ChannelLayer, Group, Inbox, LayerError, LayerHealth, LayerStats, Message};
 
 const KIND: &str = "memory";
 
@@ -69,9 +69,9 @@ struct Shared {
 struct State {
     channels: HashMap<Arc<str>, mpsc::Sender<Envelope>>,
     /// group -> member -> join time.
-    groups: HashMap<String, HashMap<Arc<str>, Instant>>,
+    groups: HashMap<Group, HashMap<Arc<str>, Instant>>,
     /// channel -> groups it joined, so dropping an inbox can leave them without a scan.
-    memberships: HashMap<Arc<str>, HashSet<String>>,
+    memberships: HashMap<Arc<str>, HashSet<Group>>,
 }
 
 impl MemoryLayer {
@@ -173,9 +173,8 @@ impl ChannelLayer for MemoryLayer {
         }
     }
 
-    async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+    async fn group_add(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
-        validate_group_name(group)?;
         validate_channel_name(channel)?;
         let mut state = lock(&self.shared.state);
         let channel: Arc<str> = state
@@ -185,30 +184,29 @@ impl ChannelLayer for MemoryLayer {
         // `insert` replaces the join time of an existing member: re-adding refreshes it.
         state
             .groups
-            .entry(group.to_owned())
+            .entry(group.clone())
             .or_default()
             .insert(channel.clone(), Instant::now());
         state
             .memberships
             .entry(channel)
             .or_default()
-            .insert(group.to_owned());
+            .insert(group.clone());
         Ok(())
     }
 
-    async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+    async fn group_discard(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
-        validate_group_name(group)?;
         validate_channel_name(channel)?;
         let mut state = lock(&self.shared.state);
-        if let Some(members) = state.groups.get_mut(group) {
+        if let Some(members) = state.groups.get_mut(group.as_str()) {
             members.remove(channel);
             if members.is_empty() {
-                state.groups.remove(group);
+                state.groups.remove(group.as_str());
             }
         }
         if let Some(groups) = state.memberships.get_mut(channel) {
-            groups.remove(group);
+            groups.remove(group.as_str());
             if groups.is_empty() {
                 state.memberships.remove(channel);
             }
@@ -216,9 +214,8 @@ impl ChannelLayer for MemoryLayer {
         Ok(())
     }
 
-    async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError> {
+    async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
-        validate_group_name(group)?;
         let now = Instant::now();
         let group_expiry = self.shared.settings.group_expiry;
         // Snapshot the members' senders under the lock, deliver outside it: the lock is never
@@ -230,7 +227,7 @@ impl ChannelLayer for MemoryLayer {
                 groups,
                 memberships,
             } = &mut *state;
-            let Some(members) = groups.get_mut(group) else {
+            let Some(members) = groups.get_mut(group.as_str()) else {
                 self.shared
                     .counters
                     .group_sent
@@ -246,7 +243,7 @@ impl ChannelLayer for MemoryLayer {
                 if !keep {
                     evicted += 1;
                     if let Some(joined_groups) = memberships.get_mut(name) {
-                        joined_groups.remove(group);
+                        joined_groups.remove(group.as_str());
                         if joined_groups.is_empty() {
                             memberships.remove(name);
                         }
@@ -266,25 +263,25 @@ impl ChannelLayer for MemoryLayer {
                 })
                 .collect();
             if members.is_empty() {
-                groups.remove(group);
+                groups.remove(group.as_str());
             }
             (targets, missing, evicted)
         };
         if evicted > 0 {
             tracing::info!(
                 layer = KIND,
-                group,
+                group = group.as_str(),
                 evicted,
                 ?group_expiry,
                 "group memberships expired; their channels no longer receive this group"
             );
             self.shared
                 .counters
-                .dropped(KIND, DropReason::Expired, group, evicted);
+                .dropped(KIND, DropReason::Expired, group.as_str(), evicted);
         }
         self.shared
             .counters
-            .dropped(KIND, DropReason::NoSuchChannel, group, missing);
+            .dropped(KIND, DropReason::NoSuchChannel, group.as_str(), missing);
         let expires_at = self.envelope(message.clone()).expires_at;
         for (pushed, (name, tx)) in targets.into_iter().enumerate() {
             // Every receiver shares the same Arc'd message: no per-receiver copy.

@@ -6,6 +6,7 @@
 //! alphanumerics, `-`, `_` and `.`, and for channels an optional process-local `!` section.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::LayerError;
 
@@ -77,6 +78,75 @@ pub(crate) fn non_local_name(name: &str) -> &str {
     match name.find('!') {
         Some(i) => &name[..=i],
         None => name,
+    }
+}
+
+/// A group name that satisfies the naming rules, checked once when it is made.
+///
+/// Every group operation of a [`ChannelLayer`](crate::ChannelLayer) takes a `Group` rather than
+/// a string, so the rules are checked (and user text mapped) when a connection joins, not again
+/// on every broadcast: a chat message costs a pointer copy for its group, not a scan of the name.
+/// Cloning shares the text.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Group(Arc<str>);
+
+impl Group {
+    /// A group of exactly this name; [`LayerError::InvalidGroupName`] if it breaks the rules.
+    pub fn new(name: &str) -> Result<Self, LayerError> {
+        validate_group_name(name)?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The group for any user text (a room name such as `"café au lait"`), through the
+    /// deterministic, collision-free mapping of [`safe_group_name`]: every process maps a text
+    /// to the same group, so they meet there.
+    pub fn for_text(text: &str) -> Self {
+        Self(Arc::from(safe_group_name(text)))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Group {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Group {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Group {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Group {
+    type Err = LayerError;
+
+    fn from_str(name: &str) -> Result<Self, LayerError> {
+        Self::new(name)
     }
 }
 

@@ -37,9 +37,10 @@
 //! last reconcile leaves Redis matching the table.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, watch};
@@ -50,9 +51,9 @@ use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
 use crate::inbox::{push, ChannelOwner, Envelope, Push};
 use crate::lifecycle::Lifecycle;
 use crate::message::lock;
-use crate::names::{random_hex32, validate_channel_name, validate_group_name};
+use crate::names::{random_hex32, validate_channel_name};
 use crate::stats::{Counters, DropReason};
-use crate::{ChannelLayer, Inbox, LayerError, LayerHealth, LayerStats, Message};
+use crate::{ChannelLayer, Group, Inbox, LayerError, LayerHealth, LayerStats, Message};
 
 const KIND: &str = "redis_pubsub";
 
@@ -78,6 +79,12 @@ pub struct PubSubSettings {
     /// thousand broadcasts (one per message, not per member); at a few hundred bytes per chat
     /// message that is a few MiB per host at worst.
     pub dispatch_queue: usize,
+    /// Messages that may wait for the publisher task, per host (default 8192). Senders do not
+    /// wait for Redis's reply to their `PUBLISH`: they hand the message to one publisher task per
+    /// host, which writes whatever has queued up as one pipeline per round trip. When the queue
+    /// is full a sender waits (up to `command_timeout`) for room, so a Redis that cannot keep up
+    /// slows its senders down instead of growing memory.
+    pub publish_queue: usize,
     /// Connection, timeout and reconnect settings.
     pub connection: ConnectionSettings,
 }
@@ -90,6 +97,7 @@ impl PubSubSettings {
             prefix: "asgi".to_owned(),
             local_queue_bound: 1024,
             dispatch_queue: 8192,
+            publish_queue: 8192,
             connection: ConnectionSettings::default(),
         }
     }
@@ -128,7 +136,31 @@ struct SubscriberHost {
     /// What is subscribed on the live connection. The async mutex doubles as the per-host
     /// subscription lock: whoever holds it is the only one talking SUBSCRIBE/UNSUBSCRIBE.
     subscribed: tokio::sync::Mutex<HashSet<String>>,
+    /// Whether the subscriber connection is up with every wanted subscription in place. While
+    /// it is not, publishing through this host is refused at once: what we published could not
+    /// reach our own members, and the sender should hear so rather than lose it silently.
+    listening: AtomicBool,
+    /// Whether `listening` was ever true: tells a first connection from a reconnection.
+    was_up: AtomicBool,
+    /// The queue of the host's publisher task (see [`PubSubSettings::publish_queue`]).
+    publisher: mpsc::Sender<Publish>,
 }
+
+/// One `PUBLISH` waiting for its host's publisher task.
+#[derive(Debug)]
+struct Publish {
+    /// The Redis channel.
+    channel: String,
+    /// The msgpack-encoded message.
+    payload: Bytes,
+    /// A broadcast (to a group channel) or a direct message, which decides what a reply of
+    /// "no subscriber" means.
+    broadcast: bool,
+}
+
+/// PUBLISH commands written in one pipeline, at most: enough to amortise a round trip over a
+/// burst, few enough that a pipeline's reply (one integer per command) stays small.
+const PUBLISH_BATCH: usize = 512;
 
 /// The process-local routing table.
 #[derive(Debug, Default)]
@@ -160,14 +192,20 @@ impl RedisPubSubLayer {
         tokio::runtime::Handle::try_current().map_err(|_| {
             LayerError::Config("channel layers must be created inside a Tokio runtime".into())
         })?;
+        let mut publish_queues = Vec::with_capacity(settings.hosts.len());
         let hosts = settings
             .hosts
             .iter()
             .map(|url| {
+                let (publisher, queue) = mpsc::channel(settings.publish_queue.max(1));
+                publish_queues.push(queue);
                 Ok(SubscriberHost {
                     redis: RedisHost::new(url, KIND, &settings.connection)?,
                     sink: watch::Sender::new(None),
                     subscribed: tokio::sync::Mutex::new(HashSet::new()),
+                    listening: AtomicBool::new(false),
+                    was_up: AtomicBool::new(false),
+                    publisher,
                 })
             })
             .collect::<Result<Vec<_>, LayerError>>()?;
@@ -180,7 +218,11 @@ impl RedisPubSubLayer {
             counters: Arc::new(Counters::default()),
             lifecycle: Lifecycle::default(),
         });
-        for index in 0..shared.hosts.len() {
+        for (index, publish_queue) in publish_queues.into_iter().enumerate() {
+            shared
+                .lifecycle
+                .tasks
+                .spawn(run_publisher(shared.clone(), index, publish_queue));
             let (dispatch, queue) = mpsc::channel(shared.settings.dispatch_queue.max(1));
             shared
                 .lifecycle
@@ -199,25 +241,53 @@ impl RedisPubSubLayer {
         &self.shared.settings
     }
 
-    /// Background tasks still running (a subscriber and a dispatcher per host, plus clean-ups in
+    /// Background tasks still running (a subscriber, a dispatcher and a publisher per host, plus clean-ups in
     /// flight; 0 after `close`).
     pub fn background_tasks(&self) -> usize {
         self.shared.lifecycle.tasks.len()
     }
 
-    /// Publishes; returns how many subscriber connections received it.
-    async fn publish(&self, name: &str, message: &Message) -> Result<u64, LayerError> {
-        let payload = message.to_msgpack()?;
-        let host = &self.shared.hosts[self.shared.host_of(name)].redis;
-        let mut conn = host.commands.clone();
-        let published: Result<i64, _> = redis::cmd("PUBLISH")
-            .arg(name)
-            .arg(payload.as_ref())
-            .query_async(&mut conn)
-            .await;
-        published
-            .map(|receivers| u64::try_from(receivers).unwrap_or(0))
-            .map_err(|e| host.unavailable(e))
+    /// Hands a message to the publisher task of its host, without waiting for Redis (see
+    /// [`PubSubSettings::publish_queue`]). Messages of one caller keep their order: one task per
+    /// host writes them in queue order. Refused at once while the host's subscriptions are not
+    /// in place, since what is published then could not reach this process's own members.
+    async fn publish(
+        &self,
+        channel: String,
+        message: &Message,
+        broadcast: bool,
+    ) -> Result<(), LayerError> {
+        let host = &self.shared.hosts[self.shared.host_of(&channel)];
+        if !host.listening.load(Ordering::Acquire) {
+            // A layer just built is still making its first connection: wait for it as
+            // `new_channel` does. One that was up and lost it refuses at once instead, so that
+            // during an outage senders hear so immediately rather than one timeout later.
+            let first_connection = !host.was_up.load(Ordering::Acquire);
+            let mut up = host.sink.subscribe();
+            let connected = first_connection
+                && matches!(
+                    timeout(
+                        self.shared.settings.connection.connect_timeout,
+                        up.wait_for(Option::is_some)
+                    )
+                    .await,
+                    Ok(Ok(_))
+                );
+            if !connected || !host.listening.load(Ordering::Acquire) {
+                return Err(host.redis.unavailable("not subscribed (reconnecting)"));
+            }
+        }
+        let publish = Publish {
+            channel,
+            payload: message.to_msgpack()?,
+            broadcast,
+        };
+        let limit = self.shared.settings.connection.command_timeout;
+        match timeout(limit, host.publisher.send(publish)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(LayerError::Closed),
+            Err(_) => Err(host.redis.unavailable("publish queue full")),
+        }
     }
 }
 
@@ -227,7 +297,7 @@ impl Shared {
     }
 
     /// The Redis channel of a group: `"{prefix}__group__{group}"`.
-    fn group_channel(&self, group: &str) -> String {
+    fn group_channel(&self, group: &Group) -> String {
         format!("{}{group}", self.group_prefix)
     }
 
@@ -312,6 +382,24 @@ impl Shared {
             }
         }
         result
+    }
+
+    /// Accounts for one `PUBLISH` that Redis delivered to `receivers` subscriber connections.
+    /// A direct message nobody received had one receiver, and it is gone; a broadcast nobody
+    /// received while this process has members in the group never reached them (our own
+    /// subscription was not in place). Either is counted; a broadcast to a group without local
+    /// members that nobody heard is normal (its members live elsewhere or nowhere).
+    fn published(&self, publish: &Publish, receivers: i64) {
+        if receivers > 0 {
+            return;
+        }
+        if !publish.broadcast {
+            self.counters
+                .dropped(KIND, DropReason::NoSuchChannel, &publish.channel, 1);
+        } else if lock(&self.local).groups.contains_key(&publish.channel) {
+            self.counters
+                .dropped(KIND, DropReason::Unheard, &publish.channel, 1);
+        }
     }
 
     /// Every name host `index` should be subscribed to.
@@ -511,6 +599,9 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                 }
             }
             if ok {
+                // `listening` first: whoever wakes up on the new sink must find it set.
+                host.listening.store(true, Ordering::Release);
+                host.was_up.store(true, Ordering::Release);
                 host.sink.send_replace(Some(sink.clone()));
                 tracing::debug!(
                     layer = KIND,
@@ -545,6 +636,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
             tokio::select! {
                 biased;
                 () = shared.lifecycle.shutdown.cancelled() => {
+                    host.listening.store(false, Ordering::Release);
                     host.sink.send_replace(None);
                     return;
                 }
@@ -569,11 +661,98 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
         };
         // Everything published from now until the resubscribe is lost, so say so loudly, then
         // retry at once (a restarted Redis is usually already back).
+        host.listening.store(false, Ordering::Release);
         host.sink.send_replace(None);
         shared
             .health
             .set_down(index, &host.redis.name, reason, &shared.counters);
     }
+}
+
+/// Writes host `index`'s queued messages to Redis, in queue order, as one pipeline per round
+/// trip: whatever queued up while the previous pipeline was in flight goes out together, so a
+/// busy process needs a fraction of a round trip per message and an idle one sends each message
+/// at once. Every message is accounted for: a `PUBLISH` that reached nobody is counted (see
+/// [`Shared::published`]), and a pipeline that fails counts each of its messages as
+/// [`DropReason::PublishFailed`], as do messages still queued at shutdown.
+async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Receiver<Publish>) {
+    let host = &shared.hosts[index].redis;
+    let limit = shared.settings.connection.command_timeout;
+    let mut batch: Vec<Publish> = Vec::with_capacity(PUBLISH_BATCH);
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = shared.lifecycle.shutdown.cancelled() => break,
+            first = queue.recv() => first,
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        while batch.len() < PUBLISH_BATCH {
+            match queue.try_recv() {
+                Ok(publish) => batch.push(publish),
+                Err(_) => break,
+            }
+        }
+        let mut pipeline = redis::pipe();
+        for publish in &batch {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(&publish.channel)
+                .arg(publish.payload.as_ref());
+        }
+        let mut conn = host.commands.clone();
+        let mut replies: Result<Vec<i64>, String> = Err(String::new());
+        // Two attempts: after Redis restarts, the shared command connection only notices on
+        // its first failed write, which also makes it reconnect; that write never reached
+        // Redis, so sending the batch again cannot duplicate it. A timeout is not retried:
+        // Redis may have run the commands and only the reply is late.
+        for attempt in 0..2 {
+            replies = match timeout(limit, pipeline.query_async(&mut conn)).await {
+                Ok(Ok(replies)) => Ok(replies),
+                Ok(Err(e)) if attempt == 0 && is_connection_error(&e) => {
+                    tracing::debug!(layer = KIND, host = host.name, error = %e, "publish connection was stale; retrying once");
+                    continue;
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("PUBLISH timed out".to_owned()),
+            };
+            break;
+        }
+        match replies {
+            Ok(replies) => {
+                for (publish, receivers) in batch.iter().zip(replies) {
+                    shared.published(publish, receivers);
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    layer = KIND,
+                    host = host.name,
+                    messages = batch.len(),
+                    reason,
+                    "publishing failed; the messages are lost"
+                );
+                for publish in &batch {
+                    shared
+                        .counters
+                        .dropped(KIND, DropReason::PublishFailed, &publish.channel, 1);
+                }
+            }
+        }
+        batch.clear();
+    }
+    // Shutdown: whatever is still queued will not be written.
+    queue.close();
+    while let Ok(publish) = queue.try_recv() {
+        shared
+            .counters
+            .dropped(KIND, DropReason::PublishFailed, &publish.channel, 1);
+    }
+}
+
+/// Whether a command failed because the connection was gone (nothing reached Redis).
+fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()
 }
 
 /// Fans out what the subscriber task of one host queued, in order, until shutdown.
@@ -634,20 +813,15 @@ impl ChannelLayer for RedisPubSubLayer {
     async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
         validate_channel_name(channel)?;
-        // A channel nobody is subscribed to has no receiver in any process: the message is
-        // gone. Not an error (receivers leave at any time), but counted.
-        if self.publish(channel, &message).await? == 0 {
-            self.shared
-                .counters
-                .dropped(KIND, DropReason::NoSuchChannel, channel, 1);
-        }
+        // A channel nobody is subscribed to has no receiver in any process: the publisher
+        // counts such a message as gone (not an error: receivers leave at any time).
+        self.publish(channel.to_owned(), &message, false).await?;
         self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+    async fn group_add(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
-        validate_group_name(group)?;
         validate_channel_name(channel)?;
         let group_channel = self.shared.group_channel(group);
         // Memberships here live as long as the inbox and never expire, so re-adding an existing
@@ -696,9 +870,8 @@ impl ChannelLayer for RedisPubSubLayer {
         Ok(())
     }
 
-    async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+    async fn group_discard(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
-        validate_group_name(group)?;
         validate_channel_name(channel)?;
         let group_channel = self.shared.group_channel(group);
         if leave(&self.shared, &group_channel, channel) {
@@ -716,10 +889,9 @@ impl ChannelLayer for RedisPubSubLayer {
         Ok(())
     }
 
-    async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError> {
+    async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
-        validate_group_name(group)?;
-        self.publish(&self.shared.group_channel(group), &message)
+        self.publish(self.shared.group_channel(group), &message, true)
             .await?;
         self.shared
             .counters

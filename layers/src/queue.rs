@@ -56,9 +56,9 @@ use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
 use crate::inbox::{push, ChannelOwner, Envelope, Push};
 use crate::lifecycle::Lifecycle;
 use crate::message::lock;
-use crate::names::{non_local_name, random_hex32, validate_channel_name, validate_group_name};
+use crate::names::{non_local_name, random_hex32, validate_channel_name};
 use crate::stats::{Counters, DropReason};
-use crate::{ChannelLayer, Inbox, LayerError, LayerHealth, LayerStats, Message};
+use crate::{ChannelLayer, Group, Inbox, LayerError, LayerHealth, LayerStats, Message};
 
 const KIND: &str = "redis_queue";
 /// The routing key inside queued messages.
@@ -732,9 +732,8 @@ impl ChannelLayer for RedisQueueLayer {
         Ok(())
     }
 
-    async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+    async fn group_add(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
-        validate_group_name(group)?;
         validate_channel_name(channel)?;
         let shared = &self.shared;
         let host = &shared.hosts[consistent_hash(group, shared.hosts.len())];
@@ -761,20 +760,19 @@ impl ChannelLayer for RedisQueueLayer {
                 .memberships
                 .entry(channel.to_owned())
                 .or_default()
-                .insert(group.to_owned());
+                .insert(group.to_string());
         }
         Ok(())
     }
 
-    async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+    async fn group_discard(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
-        validate_group_name(group)?;
         validate_channel_name(channel)?;
         let shared = &self.shared;
         {
             let mut local = lock(&shared.local);
             if let Some(groups) = local.memberships.get_mut(channel) {
-                groups.remove(group);
+                groups.remove(group.as_str());
                 if groups.is_empty() {
                     local.memberships.remove(channel);
                 }
@@ -791,9 +789,8 @@ impl ChannelLayer for RedisQueueLayer {
         Ok(())
     }
 
-    async fn group_send(&self, group: &str, message: Message) -> Result<(), LayerError> {
+    async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError> {
         self.shared.lifecycle.check_open()?;
-        validate_group_name(group)?;
         if message.get(CHANNEL_KEY).is_some() {
             return Err(LayerError::ReservedKey { key: CHANNEL_KEY });
         }
@@ -815,13 +812,13 @@ impl ChannelLayer for RedisQueueLayer {
             // were evicted and miss this broadcast: never silently.
             tracing::info!(
                 layer = KIND,
-                group,
+                group = group.as_str(),
                 evicted = expired,
                 "group memberships expired; their channels no longer receive this group"
             );
             shared
                 .counters
-                .dropped(KIND, DropReason::Expired, group, expired);
+                .dropped(KIND, DropReason::Expired, group.as_str(), expired);
         }
         // Bucket the members by process queue, and the queues by host, keeping first-seen order.
         let mut queues: Vec<(String, Vec<&str>)> = Vec::new();

@@ -30,17 +30,27 @@ pub enum DropReason {
     /// per Redis message, however many local members it was meant for: the whole process is
     /// behind, not one consumer.
     DispatchOverflow,
+    /// A message accepted for publishing could not be written to Redis (the connection failed
+    /// or timed out while it waited in the pub/sub layer's publish queue). Counted once per
+    /// message; the sender had already been told it was accepted.
+    PublishFailed,
+    /// A broadcast that Redis delivered to no subscriber although this process had members
+    /// in the group: this process's own subscription was not in place (for example in the
+    /// moment between a Redis restart and the resubscription), so nobody here got it.
+    Unheard,
 }
 
 impl DropReason {
     /// Every reason, in a stable order (for metrics output).
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::ChannelFull,
         DropReason::SlowConsumer,
         DropReason::Expired,
         DropReason::NoSuchChannel,
         DropReason::Undecodable,
         DropReason::DispatchOverflow,
+        DropReason::PublishFailed,
+        DropReason::Unheard,
     ];
 
     /// A snake_case label for metrics.
@@ -52,6 +62,8 @@ impl DropReason {
             DropReason::NoSuchChannel => "no_such_channel",
             DropReason::Undecodable => "undecodable",
             DropReason::DispatchOverflow => "dispatch_overflow",
+            DropReason::PublishFailed => "publish_failed",
+            DropReason::Unheard => "unheard",
         }
     }
 
@@ -63,6 +75,8 @@ impl DropReason {
             DropReason::NoSuchChannel => 3,
             DropReason::Undecodable => 4,
             DropReason::DispatchOverflow => 5,
+            DropReason::PublishFailed => 6,
+            DropReason::Unheard => 7,
         }
     }
 }

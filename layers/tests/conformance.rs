@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use room_chat_layers::{DropReason, LayerError};
+use room_chat_layers::{DropReason, Group, LayerError, Message};
 use serde_json::json;
-use support::{eventually, init_tracing, msg, recv, Fixture, Kind, Limits};
+use support::{eventually, group, init_tracing, msg, recv, Fixture, Kind, Limits};
 
 macro_rules! conformance {
     ($($behaviour:ident),* $(,)?) => {
@@ -72,11 +72,11 @@ async fn group_send_reaches_members_only(kind: Kind) {
     let mut a = layer.new_channel().await.unwrap();
     let mut b = layer.new_channel().await.unwrap();
     let mut outsider = layer.new_channel().await.unwrap();
-    layer.group_add("room", a.name()).await.unwrap();
-    layer.group_add("room", b.name()).await.unwrap();
-    layer.group_add("room", b.name()).await.unwrap(); // idempotent: b still gets one copy
+    layer.group_add(&group("room"), a.name()).await.unwrap();
+    layer.group_add(&group("room"), b.name()).await.unwrap();
+    layer.group_add(&group("room"), b.name()).await.unwrap(); // idempotent: b still gets one copy
     layer
-        .group_send("room", msg(json!({"type": "hello"})))
+        .group_send(&group("room"), msg(json!({"type": "hello"})))
         .await
         .unwrap();
     layer
@@ -104,13 +104,16 @@ async fn group_discard_stops_delivery(kind: Kind) {
     let layer = fx.layer();
     let mut a = layer.new_channel().await.unwrap();
     let mut b = layer.new_channel().await.unwrap();
-    layer.group_add("room", a.name()).await.unwrap();
-    layer.group_add("room", b.name()).await.unwrap();
-    layer.group_discard("room", b.name()).await.unwrap();
-    layer.group_discard("room", b.name()).await.unwrap(); // not a member: no error
-    layer.group_discard("never-joined", a.name()).await.unwrap();
+    layer.group_add(&group("room"), a.name()).await.unwrap();
+    layer.group_add(&group("room"), b.name()).await.unwrap();
+    layer.group_discard(&group("room"), b.name()).await.unwrap();
+    layer.group_discard(&group("room"), b.name()).await.unwrap(); // not a member: no error
     layer
-        .group_send("room", msg(json!({"type": "one"})))
+        .group_discard(&group("never-joined"), a.name())
+        .await
+        .unwrap();
+    layer
+        .group_send(&group("room"), msg(json!({"type": "one"})))
         .await
         .unwrap();
     layer
@@ -130,12 +133,12 @@ async fn groups_span_processes(kind: Kind) {
     let two = fx.layer();
     let mut a = one.new_channel().await.unwrap();
     let mut b = two.new_channel().await.unwrap();
-    one.group_add("lobby", a.name()).await.unwrap();
-    two.group_add("lobby", b.name()).await.unwrap();
-    one.group_send("lobby", msg(json!({"from": "one"})))
+    one.group_add(&group("lobby"), a.name()).await.unwrap();
+    two.group_add(&group("lobby"), b.name()).await.unwrap();
+    one.group_send(&group("lobby"), msg(json!({"from": "one"})))
         .await
         .unwrap();
-    two.group_send("lobby", msg(json!({"from": "two"})))
+    two.group_send(&group("lobby"), msg(json!({"from": "two"})))
         .await
         .unwrap();
     for inbox in [&mut a, &mut b] {
@@ -191,11 +194,14 @@ async fn slow_receiver_is_bounded_and_counted(kind: Kind) {
     let layer = fx.layer();
     let mut inbox = layer.new_channel().await.unwrap();
     let mut fast = layer.new_channel().await.unwrap();
-    layer.group_add("flood", inbox.name()).await.unwrap();
-    layer.group_add("flood", fast.name()).await.unwrap();
+    layer
+        .group_add(&group("flood"), inbox.name())
+        .await
+        .unwrap();
+    layer.group_add(&group("flood"), fast.name()).await.unwrap();
     for i in 0..10 {
         layer
-            .group_send("flood", msg(json!({"i": i})))
+            .group_send(&group("flood"), msg(json!({"i": i})))
             .await
             .unwrap();
         // The slow member filling up never holds back a member that keeps up.
@@ -338,24 +344,24 @@ async fn group_memberships_expire(kind: Kind) {
     if kind == Kind::Memory {
         tokio::time::pause();
     }
-    layer.group_add("room", old.name()).await.unwrap();
+    layer.group_add(&group("room"), old.name()).await.unwrap();
     // A fresh member joins while the old one is still valid, keeping the group itself alive
     // (Redis expires the whole group key `group_expiry` after its latest join); then time
     // passes until only the old membership is stale.
     let mut fresh = layer.new_channel().await.unwrap();
     if kind == Kind::Memory {
         tokio::time::advance(group_expiry * 3 / 4).await;
-        layer.group_add("room", fresh.name()).await.unwrap();
+        layer.group_add(&group("room"), fresh.name()).await.unwrap();
         tokio::time::advance(group_expiry / 4 + Duration::from_millis(1)).await;
     } else {
         tokio::time::sleep(group_expiry * 3 / 4).await;
-        layer.group_add("room", fresh.name()).await.unwrap();
+        layer.group_add(&group("room"), fresh.name()).await.unwrap();
         // Redis cuts off at whole seconds: 1.6 s more makes the old join (3.1 s ago) surely
         // stale and leaves the fresh one (1.6 s ago) valid.
         tokio::time::sleep(Duration::from_millis(1600)).await;
     }
     layer
-        .group_send("room", msg(json!({"type": "news"})))
+        .group_send(&group("room"), msg(json!({"type": "news"})))
         .await
         .unwrap();
     layer
@@ -398,12 +404,18 @@ async fn re_adding_refreshes_membership(kind: Kind) {
             Kind::Queue | Kind::QueueTwoHosts => tokio::time::sleep(step).await,
         }
     };
-    layer.group_add("room", member.name()).await.unwrap();
-    wait(step).await;
-    layer.group_add("room", member.name()).await.unwrap();
+    layer
+        .group_add(&group("room"), member.name())
+        .await
+        .unwrap();
     wait(step).await;
     layer
-        .group_send("room", msg(json!({"type": "still here"})))
+        .group_add(&group("room"), member.name())
+        .await
+        .unwrap();
+    wait(step).await;
+    layer
+        .group_send(&group("room"), msg(json!({"type": "still here"})))
         .await
         .unwrap();
     assert_eq!(
@@ -414,7 +426,7 @@ async fn re_adding_refreshes_membership(kind: Kind) {
     layer.close().await.unwrap();
 }
 
-/// Invalid names are refused with a clear error; `safe_group_name` maps any text to a group
+/// Invalid names are refused with a clear error; `Group::for_text` maps any text to a group
 /// that works, deterministically and without collisions.
 async fn name_rules(kind: Kind) {
     init_tracing();
@@ -424,20 +436,9 @@ async fn name_rules(kind: Kind) {
     let too_long = "g".repeat(100);
     for bad in ["", "a b", "café", "a/b", too_long.as_str()] {
         assert!(
-            matches!(
-                layer.group_add(bad, inbox.name()).await,
-                Err(LayerError::InvalidGroupName { .. })
-            ),
+            matches!(Group::new(bad), Err(LayerError::InvalidGroupName { .. })),
             "{bad:?}"
         );
-        assert!(matches!(
-            layer.group_send(bad, msg(json!({}))).await,
-            Err(LayerError::InvalidGroupName { .. })
-        ));
-        assert!(matches!(
-            layer.group_discard(bad, inbox.name()).await,
-            Err(LayerError::InvalidGroupName { .. })
-        ));
     }
     for bad in ["", "a b", "x!y!z", "é!x"] {
         assert!(
@@ -448,9 +449,9 @@ async fn name_rules(kind: Kind) {
             "{bad:?}"
         );
     }
-    assert_eq!(layer.safe_group_name("general"), "general");
-    let cafe = layer.safe_group_name("café au lait").into_owned();
-    let other = layer.safe_group_name("café_au_lait").into_owned();
+    assert_eq!(Group::for_text("general").as_str(), "general");
+    let cafe = Group::for_text("café au lait");
+    let other = Group::for_text("café_au_lait");
     assert_ne!(cafe, other);
     layer.group_add(&cafe, inbox.name()).await.unwrap();
     layer
@@ -480,7 +481,7 @@ async fn per_sender_order_under_concurrent_senders(kind: Kind) {
     let mut direct = receiver_layer.new_channel().await.unwrap();
     let mut member = receiver_layer.new_channel().await.unwrap();
     receiver_layer
-        .group_add("ordered", member.name())
+        .group_add(&group("ordered"), member.name())
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -492,7 +493,7 @@ async fn per_sender_order_under_concurrent_senders(kind: Kind) {
             for seq in 0..PER_SENDER {
                 let m = msg(json!({"sender": sender, "seq": seq}));
                 layer.send(&target, m.clone()).await.unwrap();
-                layer.group_send("ordered", m).await.unwrap();
+                layer.group_send(&group("ordered"), m).await.unwrap();
             }
             layer
         }));
@@ -533,22 +534,27 @@ async fn thousand_member_group_shares_one_message(kind: Kind) {
     let mut inboxes = Vec::new();
     for _ in 0..1000 {
         let inbox = layer.new_channel().await.unwrap();
-        layer.group_add("stadium", inbox.name()).await.unwrap();
+        layer
+            .group_add(&group("stadium"), inbox.name())
+            .await
+            .unwrap();
         inboxes.push(inbox);
     }
     layer
         .group_send(
-            "stadium",
+            &group("stadium"),
             msg(json!({"type": "goal", "message": {"action": "room_notification"}})),
         )
         .await
         .unwrap();
     let first = recv(&mut inboxes[0]).await;
-    let json = first.field_json("message").unwrap();
+    let encode = |m: &Message| m.get("message").map(ToString::to_string);
+    let json: *const Option<String> = first.derive(encode).unwrap();
     for inbox in &mut inboxes[1..] {
         let m = recv(inbox).await;
         assert!(m.ptr_eq(&first), "a receiver got a copy");
-        assert!(Arc::ptr_eq(&m.field_json("message").unwrap(), &json));
+        let derived: *const Option<String> = m.derive(encode).unwrap();
+        assert_eq!(derived, json, "the frame is derived once, then shared");
     }
     layer.close().await.unwrap();
 }
@@ -562,10 +568,16 @@ async fn close_leaves_nothing_behind(kind: Kind) {
     let peer = fx.layer();
     let mut kept = layer.new_channel().await.unwrap();
     let dropped = layer.new_channel().await.unwrap();
-    layer.group_add("room", kept.name()).await.unwrap();
-    layer.group_add("room", dropped.name()).await.unwrap();
-    layer.group_add("other", dropped.name()).await.unwrap();
-    peer.group_send("room", msg(json!({"type": "x"})))
+    layer.group_add(&group("room"), kept.name()).await.unwrap();
+    layer
+        .group_add(&group("room"), dropped.name())
+        .await
+        .unwrap();
+    layer
+        .group_add(&group("other"), dropped.name())
+        .await
+        .unwrap();
+    peer.group_send(&group("room"), msg(json!({"type": "x"})))
         .await
         .unwrap();
     recv(&mut kept).await;
@@ -602,12 +614,12 @@ async fn flush_empties_the_layer(kind: Kind) {
     let mut fx = Fixture::new(kind, Limits::default()).await;
     let layer = fx.layer();
     let mut old = layer.new_channel().await.unwrap();
-    layer.group_add("room", old.name()).await.unwrap();
+    layer.group_add(&group("room"), old.name()).await.unwrap();
     layer.flush().await.unwrap();
     assert!(matches!(old.receive().await, Err(LayerError::Closed)));
     let mut fresh = layer.new_channel().await.unwrap();
     layer
-        .group_send("room", msg(json!({"type": "to nobody"})))
+        .group_send(&group("room"), msg(json!({"type": "to nobody"})))
         .await
         .unwrap();
     layer

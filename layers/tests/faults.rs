@@ -14,7 +14,7 @@ use room_chat_layers::queue::{QueueSettings, RedisQueueLayer};
 use room_chat_layers::testing::RedisServer;
 use room_chat_layers::{ChannelLayer, LayerError};
 use serde_json::json;
-use support::{init_tracing, msg, recv};
+use support::{group, init_tracing, msg, recv};
 
 /// The scenario, shared by both layers. `tasks` reads the layer's live background task count.
 async fn survive_a_redis_restart(
@@ -23,11 +23,11 @@ async fn survive_a_redis_restart(
     tasks: impl Fn() -> usize,
 ) {
     let mut inbox = layer.new_channel().await.unwrap();
-    layer.group_add("room", inbox.name()).await.unwrap();
+    layer.group_add(&group("room"), inbox.name()).await.unwrap();
     let mut health = layer.health();
     health.wait_for(|h| h.is_up()).await.unwrap();
     layer
-        .group_send("room", msg(json!({"n": "before"})))
+        .group_send(&group("room"), msg(json!({"n": "before"})))
         .await
         .unwrap();
     assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("before")));
@@ -40,7 +40,9 @@ async fn survive_a_redis_restart(
         .expect("Down reported within a second")
         .unwrap();
     // While Redis is away a send fails loudly instead of vanishing.
-    let refused = layer.group_send("room", msg(json!({"n": "during"}))).await;
+    let refused = layer
+        .group_send(&group("room"), msg(json!({"n": "during"})))
+        .await;
     assert!(
         matches!(refused, Err(LayerError::Unavailable { .. })),
         "{refused:?}"
@@ -56,7 +58,10 @@ async fn survive_a_redis_restart(
         .unwrap();
     // The command connection may need one failed call to notice the restart.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Err(e) = layer.group_send("room", msg(json!({"n": "after"}))).await {
+    while let Err(e) = layer
+        .group_send(&group("room"), msg(json!({"n": "after"})))
+        .await
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "sends never recovered: {e}"
@@ -137,7 +142,7 @@ async fn pubsub_starts_without_redis_and_recovers() {
 /// answers again.
 async fn notice_a_hung_redis(redis: &RedisServer, layer: Arc<dyn ChannelLayer>) {
     let mut inbox = layer.new_channel().await.unwrap();
-    layer.group_add("room", inbox.name()).await.unwrap();
+    layer.group_add(&group("room"), inbox.name()).await.unwrap();
     let mut health = layer.health();
     health.wait_for(|h| h.is_up()).await.unwrap();
     redis.freeze().await.unwrap();
@@ -152,7 +157,10 @@ async fn notice_a_hung_redis(redis: &RedisServer, layer: Arc<dyn ChannelLayer>) 
         .expect("Up again once Redis answers")
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Err(e) = layer.group_send("room", msg(json!({"n": "after"}))).await {
+    while let Err(e) = layer
+        .group_send(&group("room"), msg(json!({"n": "after"})))
+        .await
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "sends never recovered: {e}"
@@ -188,14 +196,14 @@ async fn pubsub_failed_re_add_keeps_an_existing_membership() {
     let mut redis = RedisServer::start().await.unwrap();
     let layer = RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()])).unwrap();
     let mut inbox = layer.new_channel().await.unwrap();
-    layer.group_add("room", inbox.name()).await.unwrap();
+    layer.group_add(&group("room"), inbox.name()).await.unwrap();
     let mut health = layer.health();
     redis.kill().await;
     tokio::time::timeout(Duration::from_secs(1), health.wait_for(|h| !h.is_up()))
         .await
         .expect("Down reported within a second")
         .unwrap();
-    let refused = layer.group_add("room", inbox.name()).await;
+    let refused = layer.group_add(&group("room"), inbox.name()).await;
     assert!(
         matches!(refused, Err(LayerError::Unavailable { .. })),
         "{refused:?}"
@@ -206,7 +214,10 @@ async fn pubsub_failed_re_add_keeps_an_existing_membership() {
         .expect("Up again after Redis is back")
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Err(e) = layer.group_send("room", msg(json!({"n": "after"}))).await {
+    while let Err(e) = layer
+        .group_send(&group("room"), msg(json!({"n": "after"})))
+        .await
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "sends never recovered: {e}"

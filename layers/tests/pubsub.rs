@@ -11,7 +11,7 @@ use room_chat_layers::pubsub::{PubSubSettings, RedisPubSubLayer};
 use room_chat_layers::testing::RedisServer;
 use room_chat_layers::{ChannelLayer, DropReason};
 use serde_json::json;
-use support::{eventually, init_tracing, msg};
+use support::{eventually, group, init_tracing, msg};
 
 /// Connections currently subscribed to something (`sub=` non-zero in `CLIENT LIST`).
 async fn subscriber_connections(redis: &RedisServer) -> usize {
@@ -37,7 +37,7 @@ async fn one_subscriber_connection_and_subscriptions_follow_membership() {
     let mut inboxes = Vec::new();
     for _ in 0..100 {
         let inbox = layer.new_channel().await.unwrap();
-        layer.group_add("room", inbox.name()).await.unwrap();
+        layer.group_add(&group("room"), inbox.name()).await.unwrap();
         inboxes.push(inbox);
     }
     assert_eq!(
@@ -49,12 +49,15 @@ async fn one_subscriber_connection_and_subscriptions_follow_membership() {
 
     // Still subscribed while one member is left...
     for inbox in &inboxes[1..] {
-        layer.group_discard("room", inbox.name()).await.unwrap();
+        layer
+            .group_discard(&group("room"), inbox.name())
+            .await
+            .unwrap();
     }
     assert!(subscriptions(&redis).await.contains("chat__group__room"));
     // ...and unsubscribed as soon as the last one leaves.
     layer
-        .group_discard("room", inboxes[0].name())
+        .group_discard(&group("room"), inboxes[0].name())
         .await
         .unwrap();
     assert!(!subscriptions(&redis).await.contains("chat__group__room"));
@@ -90,12 +93,15 @@ async fn a_burst_beyond_the_dispatch_queue_is_dropped_and_counted() {
     settings.local_queue_bound = BURST;
     let layer = RedisPubSubLayer::new(settings).unwrap();
     let mut watcher = layer.new_channel().await.unwrap();
-    layer.group_add("room", watcher.name()).await.unwrap();
+    layer
+        .group_add(&group("room"), watcher.name())
+        .await
+        .unwrap();
     // Enough members that fanning one message out costs far more than reading it.
     let mut others = Vec::new();
     for _ in 0..MEMBERS {
         let inbox = layer.new_channel().await.unwrap();
-        layer.group_add("room", inbox.name()).await.unwrap();
+        layer.group_add(&group("room"), inbox.name()).await.unwrap();
         others.push(inbox);
     }
 

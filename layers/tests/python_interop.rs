@@ -21,7 +21,7 @@ use room_chat_layers::queue::{QueueSettings, RedisQueueLayer};
 use room_chat_layers::testing::RedisServer;
 use room_chat_layers::ChannelLayer;
 use serde_json::json;
-use support::{eventually, init_tracing, msg, recv};
+use support::{eventually, group, init_tracing, msg, recv};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
@@ -109,7 +109,10 @@ async fn python_to_rust(
     prefix: &str,
 ) {
     let mut inbox = layer.new_channel().await.unwrap();
-    layer.group_add("interop", inbox.name()).await.unwrap();
+    layer
+        .group_add(&group("interop"), inbox.name())
+        .await
+        .unwrap();
     let sent = broadcast("python");
     run_python(
         kind,
@@ -182,7 +185,7 @@ async fn rust_to_python(
     }
     let sent = broadcast("rust");
     layer
-        .group_send("interop", msg(sent.clone()))
+        .group_send(&group("interop"), msg(sent.clone()))
         .await
         .unwrap();
     let direct = json!({"type": "direct", "text": "from rust"});

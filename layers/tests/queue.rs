@@ -9,7 +9,7 @@ use room_chat_layers::queue::{QueueSettings, RedisQueueLayer};
 use room_chat_layers::testing::RedisServer;
 use room_chat_layers::{ChannelLayer, DropReason};
 use serde_json::json;
-use support::{init_tracing, msg};
+use support::{group, init_tracing, msg};
 
 /// Entries that waited in Redis longer than `expiry` for a receiver that never came are
 /// trimmed by the next send to that queue, and counted as expired.
@@ -52,7 +52,7 @@ async fn redis_layout_matches_the_python_layer() {
     assert!(process.starts_with("specific."));
     assert_eq!(process.len(), "specific.".len() + 32);
     assert_eq!(name.len(), process.len() + 1 + 32);
-    layer.group_add("room", &name).await.unwrap();
+    layer.group_add(&group("room"), &name).await.unwrap();
     let members = redis
         .raw_command("ZRANGE queue:group:room 0 -1")
         .await

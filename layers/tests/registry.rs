@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use room_chat_layers::{DropReason, LayerError, LayerLimits, LayerRegistry};
 use serde_json::json;
-use support::{eventually, init_tracing, msg, recv};
+use support::{eventually, group, init_tracing, msg, recv};
 
 const ALIASES: [&str; 5] = ["analytics", "chat", "memory", "notifications", "queue"];
 
@@ -26,9 +26,9 @@ async fn without_redis_every_alias_is_in_memory_with_its_limits() {
     let chat = registry.get("chat").unwrap();
     let notifications = registry.get("notifications").unwrap();
     let mut inbox = chat.new_channel().await.unwrap();
-    chat.group_add("room", inbox.name()).await.unwrap();
+    chat.group_add(&group("room"), inbox.name()).await.unwrap();
     notifications
-        .group_send("room", msg(json!({"n": 1})))
+        .group_send(&group("room"), msg(json!({"n": 1})))
         .await
         .unwrap();
     assert!(inbox.try_receive().is_none());
@@ -86,7 +86,7 @@ async fn with_redis_the_aliases_use_their_kinds_and_prefixes() {
     for alias in ["queue", "analytics"] {
         let layer = registry.get(alias).unwrap();
         let inbox = layer.new_channel().await.unwrap();
-        layer.group_add("g", inbox.name()).await.unwrap();
+        layer.group_add(&group("g"), inbox.name()).await.unwrap();
         let keys = redis.raw_command("KEYS *").await.unwrap();
         assert!(keys.contains(&format!("{alias}:group:g")), "{keys}");
     }
@@ -104,7 +104,7 @@ async fn a_comma_separated_list_forms_a_ring() {
     let inbox = queue.new_channel().await.unwrap();
     for g in 0..20 {
         queue
-            .group_add(&format!("g{g}"), inbox.name())
+            .group_add(&group(&format!("g{g}")), inbox.name())
             .await
             .unwrap();
     }
@@ -174,14 +174,14 @@ async fn limits_reach_the_in_memory_layers() {
     let layer = registry.get("chat").unwrap();
     let mut inbox = layer.new_channel().await.unwrap();
     tokio::time::pause();
-    layer.group_add("room", inbox.name()).await.unwrap();
+    layer.group_add(&group("room"), inbox.name()).await.unwrap();
     layer
         .send(inbox.name(), msg(json!({"n": "stale"})))
         .await
         .unwrap();
     tokio::time::advance(Duration::from_secs(11)).await;
     layer
-        .group_send("room", msg(json!({"n": "news"})))
+        .group_send(&group("room"), msg(json!({"n": "news"})))
         .await
         .unwrap();
     layer

@@ -61,6 +61,11 @@ pub struct Config {
     /// while bounding what a client that stopped reading can pin in memory.
     #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
+    /// While this many frames wait to be written to a client, its own frames are not read:
+    /// a client that writes faster than it reads its answers is slowed down by TCP instead of
+    /// being closed. A quarter of the outbound queue leaves room for the room's deliveries.
+    #[arg(long, env = "READ_PAUSE_FRAMES", default_value_t = 256)]
+    pub read_pause_frames: usize,
 
     /// Most WebSocket connections served at once; more are refused with HTTP 503 before the
     /// upgrade. Sized for ~20k idle clients in one process on a small machine.
@@ -163,6 +168,28 @@ impl Default for Config {
 }
 
 impl Config {
+    /// What the runtime applies to every connection.
+    pub fn session_settings(&self) -> room_chat_runtime::SessionSettings {
+        room_chat_runtime::SessionSettings {
+            outbound_queue: self.outbound_queue,
+            read_pause_frames: self.read_pause_frames,
+            ping_interval: self.ping_interval(),
+            idle_timeout: self.idle_timeout(),
+            write_timeout: self.write_timeout(),
+            send_completion: self.send_completion,
+            max_frame_bytes: self.max_frame_bytes,
+            group_refresh: self.group_refresh(),
+            close_linger: self.close_linger(),
+        }
+    }
+
+    /// The room chat app's own settings.
+    pub fn room_chat_settings(&self) -> crate::room_chat::RoomChatSettings {
+        crate::room_chat::RoomChatSettings {
+            max_room_name_chars: self.max_room_name_chars,
+        }
+    }
+
     /// [`Self::ping_interval_secs`] as a duration.
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.ping_interval_secs.max(1))

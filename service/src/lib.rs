@@ -1,18 +1,16 @@
-//! The room chat service: the consumer runtime, the room chat app on the generated protocol, and
-//! the axum server around them.
+//! The room chat service: the room chat app on the generated protocol, and the axum server
+//! around it.
 //!
 //! Layering, top to bottom: [`server`] (HTTP, handshake checks, shutdown) → [`room_chat`] (the
-//! app, one small file) → [`consumer`] (the runtime: per-connection task, dispatch, broadcasts,
-//! backpressure; knows no rooms) → `room_chat_layers` (channel layers) and
-//! `room_chat_protocol` (generated from `asyncapi.yaml`).
+//! app, one small file) → `room_chat_runtime` (the consumer runtime: one task per connection,
+//! dispatch, broadcasts, backpressure; knows no rooms) → `room_chat_layers` (channel layers)
+//! and `room_chat_protocol` (generated from `asyncapi.yaml`).
 
 pub mod config;
-pub mod consumer;
 pub mod docs;
 pub mod metrics;
 pub mod room_chat;
 pub mod server;
-pub mod shutdown;
 pub mod web;
 
 pub use config::Config;

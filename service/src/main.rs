@@ -8,6 +8,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use room_chat::room_chat::RoomChatConsumer;
 use room_chat::{Config, RunningServer};
 use room_chat_layers::LayerRegistry;
 use tracing_subscriber::EnvFilter;
@@ -22,7 +23,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let layers = LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits())
         .context("setting up the channel layers")?;
-    let server = RunningServer::start(config.clone(), layers)
+    let app = config.room_chat_settings();
+    let server = RunningServer::<RoomChatConsumer>::serve(config.clone(), layers, app)
         .await
         .context("starting the server")?;
     tracing::info!(

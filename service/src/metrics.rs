@@ -7,162 +7,73 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use room_chat_layers::{DropReason, LayerHealth, LayerRegistry};
+pub use room_chat_runtime::CloseReason;
+use room_chat_runtime::RuntimeMetrics;
 
-/// Why a frame or a connection was dropped or refused; each is its own labelled counter.
+/// Why the server refused a handshake before the upgrade (the app's own refusals, such as a
+/// room name, carry their label in their [`room_chat_runtime::Refusal`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
-    /// The room name broke the rule (HTTP 403).
-    RoomName,
     /// The origin is not allowed (HTTP 403).
     Origin,
     /// The connection cap was reached (HTTP 503).
     Capacity,
-    /// The consumer's `authenticate` hook refused it (HTTP 403).
-    Unauthenticated,
+    /// The server is shutting down (HTTP 503).
+    ShuttingDown,
 }
 
 impl Refusal {
     fn label(self) -> &'static str {
         match self {
-            Self::RoomName => "room_name",
             Self::Origin => "origin",
             Self::Capacity => "capacity",
-            Self::Unauthenticated => "unauthenticated",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 }
 
-/// Why a connection was closed by the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CloseReason {
-    /// The client fell too far behind (code 1008).
-    SlowConsumer,
-    /// A frame over the size limit (code 1009).
-    FrameTooLarge,
-    /// No traffic within the idle timeout (code 1001).
-    Idle,
-    /// The server is shutting down (code 1001).
-    Shutdown,
-    /// A write did not complete within the write timeout.
-    WriteTimeout,
-    /// The channel layer could not serve the connection (code 1011).
-    LayerUnavailable,
-}
-
-impl CloseReason {
-    fn label(self) -> &'static str {
-        match self {
-            Self::SlowConsumer => "slow_consumer",
-            Self::FrameTooLarge => "frame_too_large",
-            Self::Idle => "idle",
-            Self::Shutdown => "shutdown",
-            Self::WriteTimeout => "write_timeout",
-            Self::LayerUnavailable => "layer_unavailable",
-        }
-    }
-}
-
-/// The service's counters and gauges.
+/// The service's counters: the runtime's per-connection ones, and the server's own.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    connections_open: AtomicU64,
-    connections_total: AtomicU64,
-    frames_in: AtomicU64,
-    frames_out: AtomicU64,
-    frames_rejected: AtomicU64,
-    handler_errors: AtomicU64,
-    broadcasts_dropped: AtomicU64,
+    runtime: Arc<RuntimeMetrics>,
+    /// Refusals by label. Labels are `&'static str` from a fixed set (the server's and the
+    /// app's), so the label set of the exported family stays bounded.
     refused: Mutex<HashMap<&'static str, u64>>,
-    closed: Mutex<HashMap<&'static str, u64>>,
-    groups: Mutex<HashMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of these locks cannot leave a counter map inconsistent in a
-    // way that matters, so a poisoned lock is simply taken over.
+    // A panic while holding this lock cannot leave a counter map inconsistent in a way that
+    // matters, so a poisoned lock is simply taken over.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Metrics {
-    /// A connection was accepted.
-    pub fn connection_opened(&self) {
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
-        self.connections_total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A connection ended.
-    pub fn connection_closed(&self) {
-        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    /// The runtime's counters, handed to every connection.
+    pub fn runtime(&self) -> &Arc<RuntimeMetrics> {
+        &self.runtime
     }
 
     /// Connections open now.
     pub fn connections_open(&self) -> u64 {
-        self.connections_open.load(Ordering::Relaxed)
+        self.runtime.connections_open()
     }
 
-    /// A text frame arrived.
-    pub fn frame_in(&self) {
-        self.frames_in.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A frame was queued for a client.
-    pub fn frame_out(&self) {
-        self.frames_out.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A frame was answered with a validation error.
-    pub fn frame_rejected(&self) {
-        self.frames_rejected.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A handler failed.
-    pub fn handler_error(&self) {
-        self.handler_errors.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A message from a layer could not be delivered (malformed, or unknown type).
-    pub fn broadcast_dropped(&self) {
-        self.broadcasts_dropped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A handshake was refused.
+    /// A handshake was refused by the server.
     pub fn refused(&self, why: Refusal) {
-        *lock(&self.refused).entry(why.label()).or_default() += 1;
+        self.refused_as(why.label());
     }
 
-    /// The server closed a connection.
-    pub fn closed(&self, why: CloseReason) {
-        *lock(&self.closed).entry(why.label()).or_default() += 1;
+    /// A handshake was refused, counted under `label`.
+    pub fn refused_as(&self, label: &'static str) {
+        *lock(&self.refused).entry(label).or_default() += 1;
     }
 
     /// How many times the server closed connections for `why`.
     pub fn closed_count(&self, why: CloseReason) -> u64 {
-        lock(&self.closed).get(why.label()).copied().unwrap_or(0)
-    }
-
-    /// A local connection joined `group`.
-    pub fn group_joined(&self, group: &str) {
-        *lock(&self.groups).entry(group.to_owned()).or_default() += 1;
-    }
-
-    /// A local connection left `group`.
-    pub fn group_left(&self, group: &str) {
-        let mut groups = lock(&self.groups);
-        if let Some(n) = groups.get_mut(group) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                groups.remove(group);
-            }
-        }
-    }
-
-    /// Groups (rooms) with at least one local member.
-    pub fn groups_active(&self) -> usize {
-        lock(&self.groups).len()
+        self.runtime.closed_total(why)
     }
 
     /// The Prometheus text exposition of the service's and the layers' metrics.
@@ -182,45 +93,45 @@ impl Metrics {
         gauge(
             "room_chat_rooms",
             "Rooms (layer groups) with at least one member on this process.",
-            self.groups_active() as u64,
+            self.runtime.groups().len() as u64,
         );
+        let runtime = &self.runtime;
         let counters = [
             (
                 "room_chat_connections_total",
                 "WebSocket connections accepted.",
-                &self.connections_total,
+                runtime.connections_total(),
             ),
             (
                 "room_chat_frames_in_total",
-                "Text frames received from clients.",
-                &self.frames_in,
+                "Text and binary frames received from clients.",
+                runtime.frames_in_total(),
             ),
             (
                 "room_chat_frames_out_total",
                 "Frames queued for clients.",
-                &self.frames_out,
+                runtime.frames_out_total(),
             ),
             (
                 "room_chat_frames_rejected_total",
                 "Frames answered with a validation error.",
-                &self.frames_rejected,
+                runtime.frames_rejected_total(),
             ),
             (
                 "room_chat_handler_errors_total",
                 "Handlers that failed.",
-                &self.handler_errors,
+                runtime.handler_errors_total(),
             ),
             (
                 "room_chat_undeliverable_messages_total",
                 "Layer messages a connection received but could not deliver (unknown type or malformed); drops inside the layers are room_chat_layer_messages_total{event=\"dropped\"}.",
-                &self.broadcasts_dropped,
+                runtime.broadcasts_dropped_total(),
             ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
         labelled(
@@ -230,12 +141,17 @@ impl Metrics {
             "reason",
             &lock(&self.refused),
         );
+        let closed: HashMap<&'static str, u64> = CloseReason::ALL
+            .into_iter()
+            .map(|reason| (reason.label(), runtime.closed_total(reason)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
         labelled(
             &mut out,
             "room_chat_connections_closed_total",
             "Connections closed by the server, by reason.",
             "reason",
-            &lock(&self.closed),
+            &closed,
         );
 
         let _ = writeln!(out, "# HELP room_chat_layer_up Whether the layer's backend is reachable (1) or not (0).\n# TYPE room_chat_layer_up gauge");

@@ -4,26 +4,37 @@
 //! the room, the sender included; leaving tells the others; `ping` gets `pong`. The room name
 //! comes from the URL only: a `room_name` a client puts in its payload is ignored.
 
+use axum::extract::ws::Utf8Bytes;
+use axum::http::StatusCode;
+use room_chat_layers::Group;
 use room_chat_protocol::room_chat::{self, Handler, Outgoing, Params};
-use room_chat_protocol::runtime::Dispatched;
+use room_chat_protocol::runtime::{self, Dispatched, ErrorItem};
 use room_chat_protocol::{
     CompleteMessage, GroupCompleteMessage, PingMessage, PongMessage, RoomChatMessage,
     RoomMessagePayload, RoomNotificationMessage,
 };
+use room_chat_runtime::{Connection, Consumer, ConsumerError, FrameOutcome, Handshake, Refusal};
 
-use crate::consumer::{Connection, Consumer, ConsumerError};
+/// The room chat's own settings.
+#[derive(Debug, Clone)]
+pub struct RoomChatSettings {
+    /// Longest accepted room name, in characters.
+    pub max_room_name_chars: usize,
+}
 
 /// One connection to one room.
 #[derive(Debug, Clone)]
 pub struct RoomChatConsumer {
     room_name: String,
-    group: String,
+    /// The room's layer group, `room_<name>` mapped to a valid group name once, at the
+    /// handshake, rather than on every broadcast.
+    group: Group,
 }
 
 impl RoomChatConsumer {
     /// The consumer for a connection to the room in `params`.
     pub fn new(params: Params) -> Self {
-        let group = format!("room_{}", params.room_name);
+        let group = Group::for_text(&format!("room_{}", params.room_name));
         Self {
             room_name: params.room_name,
             group,
@@ -42,27 +53,55 @@ impl RoomChatConsumer {
 
 impl Consumer for RoomChatConsumer {
     type Outgoing = Outgoing;
-    type Error = ConsumerError;
+    type Settings = RoomChatSettings;
+    const ADDRESS: &'static str = room_chat::ADDRESS;
+
+    fn accept(settings: &RoomChatSettings, handshake: &Handshake<'_>) -> Result<Self, Refusal> {
+        let refuse =
+            |e: RoomNameError| Refusal::new(StatusCode::FORBIDDEN, "room_name", e.to_string());
+        // A literal `/` (or nothing) after `/ws/room/` asks for a room whose name has one.
+        let prefix = Self::ADDRESS.split('{').next().unwrap_or_default();
+        let rest = handshake.path.strip_prefix(prefix).unwrap_or_default();
+        if rest.is_empty() {
+            return Err(refuse(RoomNameError::Empty));
+        }
+        if rest.contains('/') {
+            return Err(refuse(RoomNameError::Slash));
+        }
+        // The generated parser reads the parameter the way the contract's address declares it
+        // (one percent-decoded UTF-8 segment); the room-name rule then applies to the text.
+        let params = Params::from_path(handshake.path)
+            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "room_name", e.to_string()))?;
+        check_room_name(&params.room_name, settings.max_room_name_chars).map_err(refuse)?;
+        Ok(Self::new(params))
+    }
 
     async fn on_connect(&self, conn: &mut Connection<Outgoing>) -> Result<(), ConsumerError> {
         conn.group_add(&self.group).await?;
         let joined = format!("🚪 Someone joined room '{}'", self.room_name);
-        conn.broadcast(&self.group, &self.notification(joined), true)
+        conn.broadcast_to_others(&self.group, self.notification(joined))
             .await
     }
 
-    async fn on_frame(
-        &self,
-        conn: &mut Connection<Outgoing>,
-        text: &str,
-    ) -> Dispatched<Outgoing, ConsumerError> {
-        room_chat::dispatch(self, conn, text).await
+    async fn on_frame(&self, conn: &mut Connection<Outgoing>, text: &str) -> FrameOutcome {
+        outcome(room_chat::dispatch(self, conn, text).await)
+    }
+
+    fn on_binary(&self, _conn: &mut Connection<Outgoing>, _data: &[u8]) -> FrameOutcome {
+        let error = ErrorItem {
+            kind: "json_invalid".into(),
+            loc: Vec::new(),
+            msg: "Invalid JSON: binary frames are not supported; send JSON text frames".into(),
+        };
+        FrameOutcome::Rejected {
+            error_frame: Utf8Bytes::from(runtime::rejection_frame(&[error])),
+        }
     }
 
     async fn on_disconnect(&self, conn: &mut Connection<Outgoing>) {
         let left = format!("👋 Someone left room '{}'", self.room_name);
         if let Err(e) = conn
-            .broadcast(&self.group, &self.notification(left), true)
+            .broadcast_to_others(&self.group, self.notification(left))
             .await
         {
             tracing::warn!(room = %self.room_name, error = %e, "could not send the leave notice");
@@ -94,7 +133,76 @@ impl Handler<Connection<Outgoing>> for RoomChatConsumer {
         message: RoomChatMessage,
     ) -> Result<(), ConsumerError> {
         let text = format!("💬 {}", message.payload.message);
-        conn.broadcast(&self.group, &self.notification(text), false)
-            .await
+        conn.broadcast(&self.group, self.notification(text)).await
     }
+}
+
+/// What the generated dispatcher did, as the frames the runtime sends back.
+fn outcome(dispatched: Dispatched<Outgoing, ConsumerError>) -> FrameOutcome {
+    match dispatched {
+        Dispatched::Handled { reply, action } => match reply.map(|r| serde_json::to_string(&r)) {
+            None => FrameOutcome::Handled { reply: None },
+            Some(Ok(reply)) => FrameOutcome::Handled {
+                reply: Some(Utf8Bytes::from(reply)),
+            },
+            Some(Err(e)) => FrameOutcome::Failed {
+                action,
+                error: e.to_string(),
+                error_frame: Utf8Bytes::from(runtime::failure_frame(action)),
+            },
+        },
+        Dispatched::Rejected { errors } => FrameOutcome::Rejected {
+            error_frame: Utf8Bytes::from(runtime::rejection_frame(&errors)),
+        },
+        Dispatched::Failed { action, error } => FrameOutcome::Failed {
+            action,
+            error: error.to_string(),
+            error_frame: Utf8Bytes::from(runtime::failure_frame(action)),
+        },
+    }
+}
+
+/// Why a room name is refused, in words a client can show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomNameError {
+    /// Nothing between the slashes.
+    #[error("room name must not be empty")]
+    Empty,
+    /// Longer than the configured maximum.
+    #[error("room name is longer than {max} characters")]
+    TooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// Contains `/` (it would be another path).
+    #[error("room name must not contain '/'")]
+    Slash,
+    /// Contains a control character.
+    #[error("room name must not contain control characters")]
+    Control,
+    /// Starts or ends with whitespace.
+    #[error("room name must not start or end with whitespace")]
+    Whitespace,
+}
+
+/// The room-name rule (also stated in the spec's `room_name` parameter): 1 to `max` characters
+/// of printable text, non-ASCII included, without `/`, control characters, or surrounding
+/// whitespace. Layers that need ASCII group names get a safe mapping of it.
+pub fn check_room_name(name: &str, max: usize) -> Result<(), RoomNameError> {
+    if name.is_empty() {
+        return Err(RoomNameError::Empty);
+    }
+    if name.chars().count() > max {
+        return Err(RoomNameError::TooLong { max });
+    }
+    if name.contains('/') {
+        return Err(RoomNameError::Slash);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(RoomNameError::Control);
+    }
+    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+        return Err(RoomNameError::Whitespace);
+    }
+    Ok(())
 }

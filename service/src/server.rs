@@ -19,21 +19,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 use room_chat_layers::{ChannelLayer, LayerHealth, LayerRegistry};
-use room_chat_protocol::room_chat::Params;
 use tokio::net::TcpListener;
 
+use room_chat_runtime::{Consumer, Handshake, SessionSettings, Shutdown};
+
 use crate::config::Config;
-use crate::consumer::{self, ConnectionSettings, Consumer as _};
 use crate::metrics::{Metrics, Refusal};
 use crate::room_chat::RoomChatConsumer;
-use crate::shutdown::Shutdown;
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -57,55 +56,89 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// Everything a request handler needs.
+/// What every route needs, whatever app the WebSocket route serves.
 #[derive(Clone)]
-pub struct AppState {
+pub struct Core {
     config: Arc<Config>,
     layers: Arc<LayerRegistry>,
-    chat_layer: Arc<dyn ChannelLayer>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
-    settings: Arc<ConnectionSettings>,
-    /// Connections admitted and not yet finished (reserved before the upgrade, so the cap
-    /// holds even while many handshakes race).
-    admitted: Arc<AtomicUsize>,
     /// Rendered once at start-up; each request clones the handle, not the text.
     spec_json: bytes::Bytes,
     client_spec_yaml: bytes::Bytes,
 }
 
-impl AppState {
-    /// Builds the state for `config` over the registered `layers`.
-    pub fn new(config: Config, layers: LayerRegistry) -> Result<Self, ServerError> {
-        let chat_layer = layers
+/// The server's state for an app served by consumer `C`: the [`Core`], and what its
+/// WebSocket route needs.
+pub struct AppState<C: Consumer> {
+    core: Core,
+    /// The layer `C` runs on (`config.chat_layer`).
+    layer: Arc<dyn ChannelLayer>,
+    settings: Arc<SessionSettings>,
+    /// Connections admitted and not yet finished (reserved before the upgrade, so the cap
+    /// holds even while many handshakes race).
+    admitted: Arc<AtomicUsize>,
+    app: Arc<C::Settings>,
+}
+
+impl<C: Consumer> Clone for AppState<C> {
+    fn clone(&self) -> Self {
+        Self {
+            core: self.core.clone(),
+            layer: self.layer.clone(),
+            settings: self.settings.clone(),
+            admitted: self.admitted.clone(),
+            app: self.app.clone(),
+        }
+    }
+}
+
+impl<C: Consumer> FromRef<AppState<C>> for Core {
+    fn from_ref(state: &AppState<C>) -> Core {
+        state.core.clone()
+    }
+}
+
+impl<C: Consumer> std::ops::Deref for AppState<C> {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl<C: Consumer> AppState<C> {
+    /// Builds the state for `config` over the registered `layers`, with the app's settings.
+    pub fn new(
+        config: Config,
+        layers: LayerRegistry,
+        app: C::Settings,
+    ) -> Result<Self, ServerError> {
+        let layer = layers
             .get(&config.chat_layer)
             .ok_or_else(|| ServerError::MissingLayer(config.chat_layer.clone()))?;
         let spec: serde_json::Value = serde_yaml::from_str(room_chat_protocol::SPEC_YAML)?;
         let spec_json = serde_json::to_string_pretty(&spec).map_err(std::io::Error::other)?;
         let client_spec_yaml = client_view(room_chat_protocol::SPEC_YAML)?;
-        let settings = ConnectionSettings {
-            outbound_queue: config.outbound_queue,
-            ping_interval: config.ping_interval(),
-            idle_timeout: config.idle_timeout(),
-            write_timeout: config.write_timeout(),
-            send_completion: config.send_completion,
-            max_frame_bytes: config.max_frame_bytes,
-            group_refresh: config.group_refresh(),
-            close_linger: config.close_linger(),
-        };
+        let settings = config.session_settings();
         Ok(Self {
-            config: Arc::new(config),
-            layers: Arc::new(layers),
-            chat_layer,
-            metrics: Arc::new(Metrics::default()),
-            shutdown: Shutdown::new(),
+            core: Core {
+                config: Arc::new(config),
+                layers: Arc::new(layers),
+                metrics: Arc::new(Metrics::default()),
+                shutdown: Shutdown::new(),
+                spec_json: bytes::Bytes::from(spec_json),
+                client_spec_yaml: bytes::Bytes::from(client_spec_yaml),
+            },
+            layer,
             settings: Arc::new(settings),
             admitted: Arc::new(AtomicUsize::new(0)),
-            spec_json: bytes::Bytes::from(spec_json),
-            client_spec_yaml: bytes::Bytes::from(client_spec_yaml),
+            app: Arc::new(app),
         })
     }
+}
 
+impl Core {
     /// The service's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -122,13 +155,19 @@ impl AppState {
     }
 }
 
-/// The service's routes.
-pub fn router(state: AppState) -> Router {
+/// The service's routes, with consumer `C` on its WebSocket address: every path under the
+/// address's fixed part (`/ws/room/` for `/ws/room/{room_name}`) goes to `C`, so that a name
+/// with a `/`, or none, gets the app's refusal rather than a 404.
+pub fn router<C: Consumer>(state: AppState<C>) -> Router {
+    let prefix = C::ADDRESS.split('{').next().unwrap_or(C::ADDRESS);
+    let prefix = if prefix.ends_with('/') {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}/")
+    };
     Router::new()
-        .route("/ws/room/{room_name}", get(room_chat_socket))
-        .route("/ws/room/", get(empty_room_name))
-        .route("/ws/room/{room_name}/", get(slash_in_room_name))
-        .route("/ws/room/{room_name}/{*rest}", get(slash_in_room_name))
+        .route(&prefix, get(consumer_socket::<C>))
+        .route(&format!("{prefix}{{*rest}}"), get(consumer_socket::<C>))
         .route("/asyncapi.yaml", get(spec_yaml))
         .route("/asyncapi.json", get(spec_json))
         .route("/asyncapi.client.yaml", get(client_spec_yaml))
@@ -146,63 +185,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Why a room name is refused, in words a client can show.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RoomNameError {
-    /// Nothing between the slashes.
-    #[error("room name must not be empty")]
-    Empty,
-    /// Longer than the configured maximum.
-    #[error("room name is longer than {max} characters")]
-    TooLong {
-        /// The limit.
-        max: usize,
-    },
-    /// Contains `/` (it would be another path).
-    #[error("room name must not contain '/'")]
-    Slash,
-    /// Contains a control character.
-    #[error("room name must not contain control characters")]
-    Control,
-    /// Starts or ends with whitespace.
-    #[error("room name must not start or end with whitespace")]
-    Whitespace,
-}
-
-/// The room-name rule (also stated in the spec's `room_name` parameter): 1 to `max` characters
-/// of printable text, non-ASCII included, without `/`, control characters, or surrounding
-/// whitespace. Layers that need ASCII group names get a safe mapping of it.
-pub fn check_room_name(name: &str, max: usize) -> Result<(), RoomNameError> {
-    if name.is_empty() {
-        return Err(RoomNameError::Empty);
-    }
-    if name.chars().count() > max {
-        return Err(RoomNameError::TooLong { max });
-    }
-    if name.contains('/') {
-        return Err(RoomNameError::Slash);
-    }
-    if name.chars().any(char::is_control) {
-        return Err(RoomNameError::Control);
-    }
-    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
-        return Err(RoomNameError::Whitespace);
-    }
-    Ok(())
-}
-
-async fn empty_room_name(State(state): State<AppState>) -> Response {
-    state.metrics.refused(Refusal::RoomName);
-    (StatusCode::FORBIDDEN, RoomNameError::Empty.to_string()).into_response()
-}
-
-/// `/ws/room/a/b` (a literal `/`, or a trailing one): the router would answer 404, but the
-/// client asked for a room whose name has a `/`, so it gets the room-name refusal.
-async fn slash_in_room_name(State(state): State<AppState>) -> Response {
-    state.metrics.refused(Refusal::RoomName);
-    (StatusCode::FORBIDDEN, RoomNameError::Slash.to_string()).into_response()
-}
-
 /// Releases an admitted connection's slot when the connection ends (or its upgrade fails).
 struct Admission(Arc<AtomicUsize>);
 
@@ -212,25 +194,26 @@ impl Drop for Admission {
     }
 }
 
-async fn room_chat_socket(
-    State(state): State<AppState>,
+/// The WebSocket handshake of consumer `C`: the server's checks (origin, shutdown, connection
+/// cap), then the app's ([`Consumer::accept`]), then the upgrade into a runtime session.
+async fn consumer_socket<C: Consumer>(
+    State(state): State<AppState<C>>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    // The generated parser reads the parameters the way the contract's address declares them
-    // (one percent-decoded UTF-8 segment each); the room-name rule then applies to the text.
-    let room_name = match Params::from_path(uri.path()) {
-        Ok(params) => params.room_name,
-        Err(e) => {
-            state.metrics.refused(Refusal::RoomName);
-            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+    let handshake = Handshake {
+        headers: &headers,
+        path: uri.path(),
+        query: uri.query(),
+    };
+    let consumer = match C::accept(&state.app, &handshake) {
+        Ok(consumer) => consumer,
+        Err(refusal) => {
+            state.metrics.refused_as(refusal.label);
+            return (refusal.status, refusal.reason).into_response();
         }
     };
-    if let Err(reason) = check_room_name(&room_name, state.config.max_room_name_chars) {
-        state.metrics.refused(Refusal::RoomName);
-        return (StatusCode::FORBIDDEN, reason.to_string()).into_response();
-    }
     if !state.config.allowed_origins.is_empty() {
         let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
         if !origin.is_some_and(|o| state.config.allowed_origins.iter().any(|a| a == o)) {
@@ -239,6 +222,7 @@ async fn room_chat_socket(
         }
     }
     if state.shutdown.is_shutting_down() {
+        state.metrics.refused(Refusal::ShuttingDown);
         return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down").into_response();
     }
     let previous = state.admitted.fetch_add(1, Ordering::AcqRel);
@@ -247,15 +231,6 @@ async fn room_chat_socket(
         state.metrics.refused(Refusal::Capacity);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
-    let consumer = RoomChatConsumer::new(Params { room_name });
-    let handshake = consumer::Handshake {
-        headers: &headers,
-        path: uri.path(),
-    };
-    if let Err(reason) = consumer.authenticate(&handshake) {
-        state.metrics.refused(Refusal::Unauthenticated);
-        return (StatusCode::FORBIDDEN, reason).into_response();
-    }
     let config = &state.config;
     upgrade
         .read_buffer_size(config.read_buffer_bytes)
@@ -263,12 +238,12 @@ async fn room_chat_socket(
         .max_message_size(config.max_frame_bytes)
         .max_frame_size(config.max_frame_bytes)
         .on_upgrade(move |socket| {
-            let task = consumer::serve(
+            let task = room_chat_runtime::serve(
                 socket,
                 consumer,
-                state.chat_layer.clone(),
+                state.layer.clone(),
                 state.settings.clone(),
-                state.metrics.clone(),
+                state.metrics.runtime().clone(),
                 state.shutdown.clone(),
             );
             // A span per connection, entered only while its task runs (an entered guard held
@@ -293,7 +268,7 @@ async fn spec_yaml() -> Response {
         .into_response()
 }
 
-async fn spec_json(State(state): State<AppState>) -> Response {
+async fn spec_json(State(state): State<Core>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         state.spec_json,
@@ -301,7 +276,7 @@ async fn spec_json(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn client_spec_yaml(State(state): State<AppState>) -> Response {
+async fn client_spec_yaml(State(state): State<Core>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
         state.client_spec_yaml,
@@ -340,7 +315,7 @@ pub fn client_view(spec_yaml: &str) -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(&doc)
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+async fn health(State(state): State<Core>) -> Response {
     let mut all_up = true;
     let mut layers = serde_json::Map::new();
     for (alias, layer) in state.layers.iter() {
@@ -367,7 +342,7 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Core>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -378,24 +353,38 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// A server running in the background (what `main` and the tests use).
-pub struct RunningServer {
+/// A server running in the background (what `main` and the tests use), serving consumer `C`
+/// on its WebSocket address.
+pub struct RunningServer<C: Consumer = RoomChatConsumer> {
     /// Where it listens.
     pub addr: SocketAddr,
-    state: AppState,
+    state: AppState<C>,
     stop: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
 
-impl RunningServer {
-    /// Binds `config.host:config.port` and serves in a background task.
+impl RunningServer<RoomChatConsumer> {
+    /// Binds `config.host:config.port` and serves the room chat in a background task.
     pub async fn start(config: Config, layers: LayerRegistry) -> Result<Self, ServerError> {
+        let app = config.room_chat_settings();
+        Self::serve(config, layers, app).await
+    }
+}
+
+impl<C: Consumer> RunningServer<C> {
+    /// Binds `config.host:config.port` and serves `C` (with its settings `app`) in a
+    /// background task.
+    pub async fn serve(
+        config: Config,
+        layers: LayerRegistry,
+        app: C::Settings,
+    ) -> Result<Self, ServerError> {
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let addr = listener.local_addr()?;
-        let state = AppState::new(config, layers)?;
+        let state = AppState::<C>::new(config, layers, app)?;
         let stop = tokio_util::sync::CancellationToken::new();
         let app = router(state.clone());
         let stopped = stop.clone();
@@ -420,8 +409,8 @@ impl RunningServer {
     }
 
     /// The server's state (metrics, layers, shutdown).
-    pub fn state(&self) -> &AppState {
-        &self.state
+    pub fn state(&self) -> &Core {
+        &self.state.core
     }
 
     /// Graceful shutdown: stop accepting, leave notices, drain, close frames, close the layers.

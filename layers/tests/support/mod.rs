@@ -187,3 +187,8 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A group of a name the tests know to be valid.
+pub fn group(name: &str) -> room_chat_layers::Group {
+    room_chat_layers::Group::new(name).unwrap()
+}

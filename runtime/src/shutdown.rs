@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 /// Shutdown signal and task tracker shared by the server and every connection.
@@ -37,6 +37,12 @@ impl Shutdown {
     /// Completes when connections must close (phase 2).
     pub async fn closing(&self) {
         self.closing.cancelled().await;
+    }
+
+    /// Completes when shutdown begins, without borrowing the handle (a connection task polls
+    /// it beside its socket).
+    pub(crate) fn leaving_owned(&self) -> WaitForCancellationFutureOwned {
+        self.leaving.clone().cancelled_owned()
     }
 
     /// Whether shutdown has begun.

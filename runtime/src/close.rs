@@ -1,0 +1,84 @@
+//! How a connection ends: the WebSocket close codes the runtime sends, and the one reason each
+//! server-side closure is counted under.
+
+/// WebSocket close codes the runtime uses (RFC 6455 §7.4.1).
+pub mod close_code {
+    /// Server shutting down, or the connection was idle too long.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client broke a policy: it fell too far behind reading (slow consumer).
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A frame was larger than the configured maximum.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server could not serve the connection (e.g. the channel layer is unavailable).
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
+
+/// Why the server ended a connection. Each connection the server closes is counted under
+/// exactly one reason, the first that applied: a client that stops reading is a slow consumer
+/// whether its queue overflowed first or a write timed out first, never both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client fell too far behind: its outbound queue filled up with deliveries, or one
+    /// write to it did not complete within the write timeout (code 1008 when it can still be
+    /// sent).
+    SlowConsumer,
+    /// A frame over the size limit (code 1009).
+    FrameTooLarge,
+    /// No traffic within the idle timeout (code 1001).
+    Idle,
+    /// The server is shutting down (code 1001).
+    Shutdown,
+    /// A write did not complete within the write timeout.
+    WriteTimeout,
+    /// The channel layer could not serve the connection (code 1011).
+    LayerUnavailable,
+}
+
+impl CloseReason {
+    /// Every reason, in a stable order (for metrics output).
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::SlowConsumer,
+        CloseReason::FrameTooLarge,
+        CloseReason::Idle,
+        CloseReason::Shutdown,
+        CloseReason::WriteTimeout,
+        CloseReason::LayerUnavailable,
+    ];
+
+    /// A snake_case label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SlowConsumer => "slow_consumer",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::Idle => "idle",
+            Self::Shutdown => "shutdown",
+            Self::WriteTimeout => "write_timeout",
+            Self::LayerUnavailable => "layer_unavailable",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::SlowConsumer => 0,
+            Self::FrameTooLarge => 1,
+            Self::Idle => 2,
+            Self::Shutdown => 3,
+            Self::WriteTimeout => 4,
+            Self::LayerUnavailable => 5,
+        }
+    }
+
+    /// The close frame the client is sent, when one can still be sent.
+    pub(crate) fn close_frame(self) -> Option<(u16, &'static str)> {
+        match self {
+            Self::SlowConsumer => Some((close_code::POLICY_VIOLATION, "slow consumer")),
+            Self::FrameTooLarge => Some((close_code::MESSAGE_TOO_BIG, "frame too large")),
+            Self::Idle => Some((close_code::GOING_AWAY, "idle timeout")),
+            Self::Shutdown => Some((close_code::GOING_AWAY, "server shutting down")),
+            // The socket is not taking writes; a close frame would wait behind the rest.
+            Self::WriteTimeout => None,
+            Self::LayerUnavailable => Some((close_code::INTERNAL_ERROR, "channel layer closed")),
+        }
+    }
+}
