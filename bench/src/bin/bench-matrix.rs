@@ -216,7 +216,8 @@ impl Matrix {
         };
         for index in 0..processes {
             let port = free_port()?;
-            let log = std::fs::File::create(self.logs.join(format!("{cell}-{index}.log")))?;
+            let log_path = self.logs.join(format!("{cell}-{index}.log"));
+            let log = std::fs::File::create(&log_path)?;
             let mut command = match target {
                 Target::Reference => {
                     let mut c = Command::new(&self.args.reference_bin);
@@ -253,7 +254,14 @@ impl Matrix {
             let mut child = command
                 .spawn()
                 .with_context(|| format!("starting {}", target.label()))?;
-            wait_for_port(port, &mut child).await?;
+            // A flag the service rejects (`--service-arg`) ends it here; its log says why.
+            wait_for_port(port, &mut child).await.with_context(|| {
+                format!(
+                    "{} for {cell} (its output: {})",
+                    target.label(),
+                    log_path.display()
+                )
+            })?;
             servers.children.push(child);
             servers.urls.push(format!("ws://127.0.0.1:{port}"));
         }
