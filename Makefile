@@ -62,9 +62,12 @@ generate:
 # builds release binaries, starts its own redis-server, writes target/bench/report.md (~10 min on
 # 2 cores). Thousands of sockets per process need a higher open-file limit (root may raise it).
 BENCH_TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+# BENCH_LAYERS=no skips the layer micro-benchmarks: `make bench BENCH_LAYERS=no BENCH_ARGS="--only cpu"`
+# runs just the CPU-per-delivery cells (~1-2 min).
+BENCH_LAYERS ?= yes
 
 bench:
-	$(CARGO) bench -p room-chat-layers --bench layers
+	$(if $(filter yes,$(BENCH_LAYERS)),$(CARGO) bench -p room-chat-layers --bench layers)
 	$(CARGO) build --release -p room-chat -p room-chat-bench
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	$(BENCH_TARGET_DIR)/release/bench-matrix \

@@ -17,6 +17,10 @@
 //! joined it to the room), wait for the join notices to stop arriving, send for
 //! `warmup + duration` (figures cover `duration` only), then wait for the last messages in
 //! flight before counting what is missing.
+//!
+//! CPU per delivery: the processes named in [`FanoutOptions::cpu_watch`] have their CPU time
+//! read right before the first send and right after the last one (the [`SendingWindow`]), so
+//! connection setup, join notices and the drain afterwards are not charged to the deliveries.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, ConnectError, Endpoints, Ws};
 use crate::probe::Probe;
+use crate::process;
 use crate::stats::{latency_histogram, LatencySummary, SeqTracker};
 
 /// What to run.
@@ -61,6 +66,85 @@ pub struct FanoutOptions {
     pub connect_concurrency: usize,
     /// Show a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// Processes whose CPU time is charged to the deliveries of the sending window.
+    pub cpu_watch: CpuWatch,
+}
+
+/// Processes whose CPU time (`utime + stime` from `/proc/<pid>/stat`) a run reads at the edges
+/// of its [`SendingWindow`]. The server and the Redis behind it are kept apart, so a layer's
+/// own cost is not hidden in (or inflated by) the store's.
+#[derive(Debug, Clone, Default)]
+pub struct CpuWatch {
+    /// The server process(es) under test; empty for none.
+    pub server: Vec<u32>,
+    /// The Redis the servers use, if any.
+    pub redis: Option<u32>,
+}
+
+impl CpuWatch {
+    /// CPU seconds used so far; `None` for what is not watched or cannot be read.
+    fn sample(&self) -> CpuSample {
+        CpuSample {
+            server: if self.server.is_empty() {
+                None
+            } else {
+                process::total_cpu_seconds(&self.server).ok()
+            },
+            redis: self.redis.and_then(|pid| process::cpu_seconds(pid).ok()),
+        }
+    }
+}
+
+/// One reading of the watched processes' CPU time, in seconds.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    server: Option<f64>,
+    redis: Option<f64>,
+}
+
+/// The steady sending window of a run: from right before the first send to right after the
+/// last one. Connecting, the join notices and the wait for messages still in flight at the end
+/// are outside it, so the CPU time used within it is what the deliveries made within it cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct SendingWindow {
+    /// Wall-clock seconds (warm-up included: sending is steady from the first message).
+    pub seconds: f64,
+    /// Probe frames members received within the window. Frames still in flight when it closes
+    /// are a few milliseconds of traffic at a fixed rate below saturation.
+    pub deliveries: u64,
+    /// CPU seconds of [`CpuWatch::server`] within the window.
+    pub server_cpu_s: Option<f64>,
+    /// CPU seconds of [`CpuWatch::redis`] within the window.
+    pub redis_cpu_s: Option<f64>,
+    /// `server_cpu_s` per delivery, in µs.
+    pub server_us_per_delivery: Option<f64>,
+    /// `redis_cpu_s` per delivery, in µs.
+    pub redis_us_per_delivery: Option<f64>,
+}
+
+impl SendingWindow {
+    fn between(
+        before: CpuSample,
+        after: CpuSample,
+        seconds: f64,
+        deliveries: u64,
+    ) -> SendingWindow {
+        let used = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+        let per_delivery = |cpu: Option<f64>| {
+            cpu.filter(|_| deliveries > 0)
+                .map(|s| s * 1e6 / deliveries as f64)
+        };
+        let server_cpu_s = used(before.server, after.server);
+        let redis_cpu_s = used(before.redis, after.redis);
+        SendingWindow {
+            seconds,
+            deliveries,
+            server_cpu_s,
+            redis_cpu_s,
+            server_us_per_delivery: per_delivery(server_cpu_s),
+            redis_us_per_delivery: per_delivery(redis_cpu_s),
+        }
+    }
 }
 
 impl FanoutOptions {
@@ -82,6 +166,7 @@ impl FanoutOptions {
             room_prefix: unique_prefix("fanout"),
             connect_concurrency: 64,
             progress: true,
+            cpu_watch: CpuWatch::default(),
         }
     }
 }
@@ -140,6 +225,8 @@ pub struct FanoutReport {
     pub other_frames: u64,
     /// Send→receive latency of the measured window.
     pub latency: LatencySummary,
+    /// From the first send to the last, with the CPU time of the watched processes.
+    pub sending: SendingWindow,
 }
 
 /// Why a run could not be made.
@@ -237,7 +324,10 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, FanoutError> {
     )
     .await;
 
-    // Send.
+    // Send. Probes are only sent from here on, so `delivered` is still 0: the window's
+    // deliveries are what it reads after the last send.
+    let cpu_before = options.cpu_watch.sample();
+    let sending_started = Instant::now();
     let start = tokio::time::Instant::now();
     let warmup_us = u64::try_from(options.warmup.as_micros()).unwrap_or(u64::MAX);
     shared
@@ -294,6 +384,14 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, FanoutError> {
             send_errors += outcome.errors;
         }
     }
+    // Every sender has returned: the last message is sent.
+    let cpu_after = options.cpu_watch.sample();
+    let sending_window = SendingWindow::between(
+        cpu_before,
+        cpu_after,
+        sending_started.elapsed().as_secs_f64(),
+        shared.delivered.load(Ordering::Relaxed),
+    );
     ticker.abort();
     bar.finish_and_clear();
     let sent: u64 = sent_per_sender.iter().flatten().sum();
@@ -355,6 +453,7 @@ pub async fn run(options: &FanoutOptions) -> Result<FanoutReport, FanoutError> {
         send_errors,
         other_frames: shared.others.load(Ordering::Relaxed),
         latency: LatencySummary::of(&histogram),
+        sending: sending_window,
     })
 }
 

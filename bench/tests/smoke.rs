@@ -59,6 +59,55 @@ async fn fanout_is_clean(url: String) {
     }
 }
 
+/// The cost cell in miniature: one room of ten at 10,000 deliveries/s for half a second, with
+/// the CPU time of `pid` read at the edges of the sending window. Here the server runs inside
+/// the test process, so the figure also carries the load generator's work: what is checked is
+/// that the window is sampled and turned into a finite, positive cost, never its size.
+async fn cost_per_delivery(url: String, pid: u32) -> f64 {
+    let options = FanoutOptions {
+        rooms: 1,
+        members: 10,
+        senders: 2,
+        rate: 1000.0,
+        duration: Duration::from_millis(500),
+        warmup: Duration::from_millis(100),
+        progress: false,
+        cpu_watch: fanout::CpuWatch {
+            server: vec![pid],
+            redis: None,
+        },
+        ..FanoutOptions::new(vec![url])
+    };
+    let report = fanout::run(&options).await.unwrap();
+    let window = &report.sending;
+    assert!(report.sent > 0 && window.deliveries > 0, "{report:?}");
+    assert!(
+        window.deliveries <= report.delivered + report.duplicates,
+        "{report:?}"
+    );
+    assert_eq!(report.leaks, 0, "{report:?}");
+    assert!(window.server_cpu_s.is_some_and(|s| s > 0.0), "{window:?}");
+    assert_eq!(window.redis_cpu_s, None, "{window:?}");
+    let us = window.server_us_per_delivery.unwrap();
+    assert!(us.is_finite() && us > 0.0, "{window:?}");
+    us
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_cell_gives_a_cpu_figure_per_delivery_for_service_and_reference() {
+    let pid = std::process::id();
+    let server = service(None).await;
+    cost_per_delivery(format!("ws://{}", server.addr), pid).await;
+    server.shutdown().await;
+
+    let reference =
+        ReferenceServer::start("127.0.0.1:0".parse().unwrap(), ReferenceSettings::default())
+            .await
+            .unwrap();
+    cost_per_delivery(format!("ws://{}", reference.addr), pid).await;
+    reference.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_generator_sees_a_clean_service_on_memory() {
     let server = service(None).await;

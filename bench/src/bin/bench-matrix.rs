@@ -5,6 +5,8 @@
 //! make bench                                   # builds, runs everything (~10 min on 2 cores)
 //! target/release/bench-matrix --duration 2     # shorter cells
 //! target/release/bench-matrix --only fixed     # only cells whose name contains "fixed"
+//! target/release/bench-matrix --only cpu       # only the CPU-per-delivery cells (~2 min)
+//! target/release/bench-matrix --service-arg=--foo   # an extra flag for every service process
 //! ```
 //!
 //! It starts its own `redis-server` on a free port and a fresh server process per cell (so one
@@ -12,6 +14,10 @@
 //! runs the load generator in this process, and writes `target/bench/report.md`,
 //! `target/bench/results.json` and one latency-percentile chart per room size
 //! (`target/bench/latency-<members>.svg`). Server logs go to `target/bench/logs/`.
+//!
+//! First, the cost of a delivery: server CPU µs per delivered frame at a fixed 10,000
+//! deliveries/s (10 rooms × 10 members, 1 room × 100), read from `/proc/<pid>/stat` over the
+//! sending window only, with Redis's own CPU apart, next to the reference server's figure.
 //!
 //! Matrix: layers memory (`CHAT_LAYER=chat`, no Redis), Redis pub/sub (`chat`), Redis queue
 //! (`queue`), and two service processes on one Redis pub/sub; rooms of 10, 100 and 1,000
@@ -56,15 +62,25 @@ struct Args {
     /// Warm-up seconds per fan-out cell.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Sending seconds per CPU-per-delivery cell. CPU time comes in 10 ms ticks: 10 s at
+    /// 10,000 deliveries/s makes one tick 0.1 µs per delivery.
+    #[arg(long, default_value_t = DEFAULT_COST_SECONDS)]
+    cost_duration: f64,
     /// Idle connections held.
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
     /// Connections for the one-process capacity cell.
     #[arg(long, default_value_t = 19_000)]
     capacity_connections: usize,
-    /// Only run cells whose name contains this.
+    /// Only run cells whose name contains this (`cpu`, `saturation`, `fixed`, `idle`,
+    /// `capacity`, `churn`, a room size such as `-100-`, or a layer such as `memory`).
     #[arg(long)]
     only: Option<String>,
+    /// An extra command-line argument for every service process (not the reference server);
+    /// repeat for several, e.g. `--service-arg=--outbound-queue --service-arg=256`. Two runs
+    /// with and without a flag compare through their ratios to the same-run reference.
+    #[arg(long = "service-arg", allow_hyphen_values = true)]
+    service_args: Vec<String>,
 }
 
 /// A server setup under test.
@@ -119,6 +135,36 @@ const SHAPES: [Shape; 3] = [
     },
 ];
 
+/// Sending seconds of a cost cell unless `--cost-duration` says otherwise (see there).
+const DEFAULT_COST_SECONDS: f64 = 10.0;
+
+/// The cost cells: server CPU per delivery at one fixed rate, in a room shape where the server's
+/// work per message is mostly per-room (10 × 10) and one where it is mostly per-member (1 × 100).
+/// In 10 × 10 at 10,000 deliveries/s the 20 senders share 1,000 messages/s.
+const COST_SHAPES: [Shape; 2] = [
+    Shape {
+        rooms: 10,
+        members: 10,
+        senders: 2,
+        fixed_deliveries_per_s: 10_000.0,
+    },
+    Shape {
+        rooms: 1,
+        members: 100,
+        senders: 4,
+        fixed_deliveries_per_s: 10_000.0,
+    },
+];
+
+/// The setups the cost cells compare (two service processes would only add a second column of
+/// the same work).
+const COST_TARGETS: [Target; 4] = [
+    Target::Reference,
+    Target::Memory,
+    Target::PubSub,
+    Target::Queue,
+];
+
 /// Server processes of one cell, killed on drop.
 struct Servers {
     children: Vec<Child>,
@@ -155,6 +201,8 @@ async fn wait_for_port(port: u16, child: &mut Child) -> anyhow::Result<()> {
 struct Matrix {
     args: Args,
     redis_url: String,
+    /// The shared `redis-server`, whose CPU the cost cells report apart from the service's.
+    redis_pid: Option<u32>,
     logs: PathBuf,
     results: Vec<Value>,
 }
@@ -168,7 +216,8 @@ impl Matrix {
         };
         for index in 0..processes {
             let port = free_port()?;
-            let log = std::fs::File::create(self.logs.join(format!("{cell}-{index}.log")))?;
+            let log_path = self.logs.join(format!("{cell}-{index}.log"));
+            let log = std::fs::File::create(&log_path)?;
             let mut command = match target {
                 Target::Reference => {
                     let mut c = Command::new(&self.args.reference_bin);
@@ -177,7 +226,9 @@ impl Matrix {
                 }
                 _ => {
                     let mut c = Command::new(&self.args.service_bin);
-                    c.arg("--port").arg(port.to_string());
+                    c.arg("--port")
+                        .arg(port.to_string())
+                        .args(&self.args.service_args);
                     c.env("RUST_LOG", "warn").env("MAX_CONNECTIONS", "20000");
                     match target {
                         Target::Memory => {
@@ -203,11 +254,83 @@ impl Matrix {
             let mut child = command
                 .spawn()
                 .with_context(|| format!("starting {}", target.label()))?;
-            wait_for_port(port, &mut child).await?;
+            // A flag the service rejects (`--service-arg`) ends it here; its log says why.
+            wait_for_port(port, &mut child).await.with_context(|| {
+                format!(
+                    "{} for {cell} (its output: {})",
+                    target.label(),
+                    log_path.display()
+                )
+            })?;
             servers.children.push(child);
             servers.urls.push(format!("ws://127.0.0.1:{port}"));
         }
         Ok(servers)
+    }
+
+    /// Server CPU per delivery at a fixed rate: the CPU time of the server (and, apart, of
+    /// Redis) from right before the first send to right after the last one, divided by the
+    /// deliveries made in between.
+    async fn cost(&mut self, target: Target, shape: Shape) -> anyhow::Result<()> {
+        let cell = format!(
+            "cpu-{}x{}-{}",
+            shape.rooms,
+            shape.members,
+            target.label().replace([' ', '/', ','], "_")
+        );
+        if !self.wanted(&cell) {
+            return Ok(());
+        }
+        eprintln!("== {cell}");
+        let servers = self.start(target, &cell).await?;
+        let uses_redis = matches!(target, Target::PubSub | Target::Queue | Target::PubSubTwo);
+        let options = fanout::FanoutOptions {
+            rooms: shape.rooms,
+            members: shape.members,
+            senders: shape.senders,
+            rate: shape.fixed_deliveries_per_s / shape.members as f64,
+            // The whole sending window is measured; the split only matters to the latency
+            // figures, which the other cells report.
+            duration: Duration::from_secs_f64(self.args.cost_duration),
+            warmup: Duration::ZERO,
+            cpu_watch: fanout::CpuWatch {
+                server: servers.pids(),
+                redis: self.redis_pid.filter(|_| uses_redis),
+            },
+            ..fanout::FanoutOptions::new(servers.urls.clone())
+        };
+        let report = fanout::run(&options).await;
+        drop(servers);
+        let value = match report {
+            Ok(report) => {
+                eprintln!(
+                    "   {:.0} deliveries/s while sending, server {} µs/delivery, redis {} µs/delivery, lost {}",
+                    report.sending.deliveries as f64 / report.sending.seconds,
+                    report.sending.server_us_per_delivery.map_or("–".into(), |v| format!("{v:.2}")),
+                    report.sending.redis_us_per_delivery.map_or("–".into(), |v| format!("{v:.2}")),
+                    report.lost,
+                );
+                serde_json::to_value(&report)?
+            }
+            Err(e) => {
+                eprintln!("   error: {e}");
+                json!({ "error": e.to_string() })
+            }
+        };
+        self.results.push(json!({
+            "cell": cell, "kind": "cpu", "target": target.label(), "rooms": shape.rooms,
+            "members": shape.members, "service_args": self.service_args_of(target), "report": value,
+        }));
+        Ok(())
+    }
+
+    /// The extra arguments `target`'s processes were started with.
+    fn service_args_of(&self, target: Target) -> &[String] {
+        if target == Target::Reference {
+            &[]
+        } else {
+            &self.args.service_args
+        }
     }
 
     fn wanted(&self, cell: &str) -> bool {
@@ -268,7 +391,8 @@ impl Matrix {
         eprintln!("   {}", summary_line(&value));
         self.results.push(json!({
             "cell": cell, "kind": kind, "target": target.label(), "members": shape.members,
-            "server_cpu_s": cpu, "wall_s": wall, "server_rss_kib": rss, "server_drops": server_drops, "report": value,
+            "server_cpu_s": cpu, "wall_s": wall, "server_rss_kib": rss, "server_drops": server_drops,
+            "service_args": self.service_args_of(target), "report": value,
         }));
         Ok(())
     }
@@ -418,15 +542,23 @@ async fn main() -> anyhow::Result<()> {
     }
     let logs = args.out.join("logs");
     std::fs::create_dir_all(&logs)?;
-    let (_redis, redis_url) = start_redis(&args.redis_server, &logs).await?;
+    let (redis, redis_url) = start_redis(&args.redis_server, &logs).await?;
     let began = Instant::now();
     let load_before = load_average();
     let mut matrix = Matrix {
         args,
         redis_url,
+        redis_pid: redis.id(),
         logs,
         results: Vec::new(),
     };
+    // First and quick: `--only cpu` runs just these. Each shape's reference cell runs next to
+    // the layers it is compared with, so a change in the machine's load weighs on all alike.
+    for shape in COST_SHAPES {
+        for target in COST_TARGETS {
+            matrix.cost(target, shape).await?;
+        }
+    }
     let targets = [
         Target::Reference,
         Target::Memory,
@@ -467,6 +599,8 @@ async fn main() -> anyhow::Result<()> {
     let markdown = report::render(&matrix.results, &matrix.args, elapsed, &load, &out)?;
     std::fs::write(out.join("report.md"), &markdown)?;
     println!("{markdown}");
+    // The cost table once more at the very end, where a terminal shows it.
+    println!("{}", report::cost_table(&matrix.results, &matrix.args)?);
     eprintln!("report: {}", out.join("report.md").display());
     Ok(())
 }
@@ -538,6 +672,14 @@ mod report {
             args.warmup,
             elapsed.as_secs_f64()
         )?;
+        if !args.service_args.is_empty() {
+            writeln!(
+                md,
+                "Service processes started with the extra arguments `{}`.\n",
+                args.service_args.join(" ")
+            )?;
+        }
+        md.push_str(&cost_table(results, args)?);
         for kind in ["saturation", "fixed"] {
             if kind == "saturation" {
                 writeln!(
@@ -757,6 +899,100 @@ mod report {
         }
         writeln!(md, "Raw figures: `results.json`; server logs: `logs/`.")?;
         Ok(md)
+    }
+
+    /// The cost of a delivery: server CPU µs per delivered frame at a fixed rate, per layer, with
+    /// the ratio to the reference server and Redis's own CPU in its own columns.
+    pub(super) fn cost_table(results: &[Value], args: &Args) -> anyhow::Result<String> {
+        let mut md = String::new();
+        writeln!(md, "## Server CPU per delivery at a fixed rate\n")?;
+        writeln!(md, "| room @ deliveries/s | reference µs | memory µs (× ref) | redis pub/sub µs (× ref) | + Redis µs (pub/sub) | redis queue µs (× ref) | + Redis µs (queue) |")?;
+        writeln!(md, "|---|---:|---:|---:|---:|---:|---:|")?;
+        let mut notes = Vec::new();
+        // The coarsest reading: one 10 ms tick over the fewest deliveries of any cell.
+        let mut tick_us = 0.0f64;
+        for shape in COST_SHAPES {
+            let cell = |target: &str| {
+                results.iter().find(|r| {
+                    r["kind"] == "cpu"
+                        && r["target"] == target
+                        && r["rooms"].as_u64() == Some(shape.rooms as u64)
+                        && r["members"].as_u64() == Some(shape.members as u64)
+                })
+            };
+            let figure = |target: &str, field: &str| {
+                cell(target).map_or(f64::NAN, |c| f(&c["report"]["sending"][field]))
+            };
+            let reference = figure("reference", "server_us_per_delivery");
+            let versus_reference = |target: &str| {
+                let us = figure(target, "server_us_per_delivery");
+                if us.is_finite() {
+                    format!("{us:.2} ({})", ratio(us, reference))
+                } else {
+                    "–".into()
+                }
+            };
+            let redis = |target: &str| micros(figure(target, "redis_us_per_delivery"));
+            writeln!(
+                md,
+                "| {}×{} @ {}/s | {} | {} | {} | {} | {} | {} |",
+                shape.rooms,
+                shape.members,
+                count(shape.fixed_deliveries_per_s),
+                micros(reference),
+                versus_reference("memory"),
+                versus_reference("redis pub/sub"),
+                redis("redis pub/sub"),
+                versus_reference("redis queue"),
+                redis("redis queue"),
+            )?;
+            for target in ["reference", "memory", "redis pub/sub", "redis queue"] {
+                let Some(c) = cell(target) else { continue };
+                let r = &c["report"];
+                if let Some(error) = r.get("error") {
+                    notes.push(format!(
+                        "{}×{} {target}: {error}",
+                        shape.rooms, shape.members
+                    ));
+                    continue;
+                }
+                let deliveries = f(&r["sending"]["deliveries"]);
+                if deliveries > 0.0 {
+                    tick_us = tick_us.max(1e4 / deliveries);
+                }
+                let achieved = deliveries / f(&r["sending"]["seconds"]);
+                let lost = r["lost"].as_u64().unwrap_or(0);
+                if lost > 0 || achieved < 0.95 * shape.fixed_deliveries_per_s {
+                    notes.push(format!(
+                        "{}×{} {target}: {} deliveries/s while sending, lost {lost}",
+                        shape.rooms,
+                        shape.members,
+                        count(achieved)
+                    ));
+                }
+            }
+        }
+        writeln!(md)?;
+        writeln!(md, "CPU time (`utime + stime` from `/proc/<pid>/stat`) of the server process, read right before the first send and right after the last one ({} s of sending at the fixed rate; connection setup and the wait for the last messages are outside), divided by the deliveries (frames received by members) in between. Redis's CPU over the same window is its own column, not part of the service's figure or its ratio.\n", args.cost_duration)?;
+        if tick_us > 0.0 {
+            writeln!(md, "Resolution: `/proc` counts CPU in 10 ms ticks, {tick_us:.2} µs per delivery here (`--cost-duration` lengthens the cells), which matters most to the small Redis figures.\n")?;
+        }
+        if !notes.is_empty() {
+            writeln!(
+                md,
+                "Off the fixed rate (below 95 % of it, or with loss), so the figure covers a different load: {}.\n",
+                notes.join("; ")
+            )?;
+        }
+        Ok(md)
+    }
+
+    fn micros(v: f64) -> String {
+        if v.is_finite() {
+            format!("{v:.2}")
+        } else {
+            "–".into()
+        }
     }
 
     fn yes(holds: bool) -> &'static str {

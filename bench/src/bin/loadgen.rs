@@ -5,6 +5,8 @@
 //! loadgen --url ws://127.0.0.1:8000 fanout --rooms 10 --members 100 --senders 2 --rate 20000 --duration 10
 //! # saturation (each sender keeps 16 messages in flight):
 //! loadgen --url ws://127.0.0.1:8000 fanout --members 100 --senders 4 --rate 0
+//! # server CPU µs per delivery at 10,000 deliveries/s (see `sending` in the summary):
+//! loadgen --url ws://127.0.0.1:8000 fanout --members 100 --senders 4 --rate 100 --server-pid $(pgrep -n room-chat)
 //! # two service processes on one Redis: members of each room spread over both
 //! loadgen --url ws://127.0.0.1:8000 --url ws://127.0.0.1:8001 fanout --members 100
 //! # 10,000 idle connections, server memory per connection:
@@ -68,6 +70,13 @@ enum Scenario {
         /// Warm-up seconds before measuring.
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+        /// Server process(es) whose CPU time over the sending window is charged to its
+        /// deliveries; repeat for several.
+        #[arg(long = "server-pid")]
+        server_pids: Vec<u32>,
+        /// The Redis behind the servers, whose CPU is reported apart.
+        #[arg(long)]
+        redis_pid: Option<u32>,
     },
     /// Hold N quiet connections; report server RSS per connection.
     Idle {
@@ -115,6 +124,8 @@ async fn main() -> anyhow::Result<()> {
             window,
             duration,
             warmup,
+            server_pids,
+            redis_pid,
         } => {
             anyhow::ensure!(
                 rooms * members + 64 < limit as usize,
@@ -131,6 +142,10 @@ async fn main() -> anyhow::Result<()> {
                 duration: Duration::from_secs_f64(duration),
                 warmup: Duration::from_secs_f64(warmup),
                 progress: !args.quiet,
+                cpu_watch: fanout::CpuWatch {
+                    server: server_pids,
+                    redis: redis_pid,
+                },
                 ..fanout::FanoutOptions::new(args.urls)
             };
             serde_json::to_string_pretty(&fanout::run(&options).await?)?
