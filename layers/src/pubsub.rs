@@ -24,6 +24,19 @@
 //! unseen inside the client library. One dispatch task per host keeps each host's messages in
 //! the order Redis sent them.
 //!
+//! **Publishing is pipelined.** A sender does not wait for Redis's reply to its `PUBLISH`: it
+//! hands the encoded message to one publisher task per host (a bounded queue,
+//! [`PubSubSettings::publish_queue`]) and goes on with its next frame. The task writes whatever
+//! has queued up as one pipeline per round trip, in queue order, so one sender's messages keep
+//! their order and a busy process pays a fraction of a round trip per message. Nothing is lost
+//! silently: a pipeline that fails counts each of its messages as
+//! [`DropReason::PublishFailed`]; a direct message that reached no subscriber counts as
+//! [`DropReason::NoSuchChannel`]; a broadcast that reached no subscriber while this process has
+//! members in the group counts as [`DropReason::Unheard`] (our own subscription was missing).
+//! While a host's subscriber connection is not back with every subscription in place, sending
+//! through it is refused at once with [`LayerError::Unavailable`], so the sender can tell its
+//! client instead of publishing into the void.
+//!
 //! **Outages.** Pub/sub has no memory: what is published while we are disconnected is gone. The
 //! Python layer loses those messages without telling anyone. Here the subscriber task notices
 //! the closed socket at once, marks the layer Down (health, log, `outages` counter), reconnects
