@@ -78,6 +78,14 @@ pub enum GenerateError {
         /// The keyword.
         keyword: String,
     },
+    /// `x-rust-type` is not a Rust path.
+    #[error("{pointer}: `x-rust-type` must be a Rust path such as `protocol_runtime::ErrorItem`, found {found}")]
+    RustType {
+        /// The `x-rust-type` keyword.
+        pointer: String,
+        /// What it holds.
+        found: String,
+    },
     /// Any other construct the generator does not support.
     #[error("{pointer}: {what}")]
     Unsupported {

@@ -86,6 +86,9 @@ pub struct TypeDef {
     pub kind: TypeKind,
     /// The message action, when this type is a message frame (its `action` is implied).
     pub action: Option<String>,
+    /// The existing Rust type the document maps the schema to (`x-rust-type`), which the Rust
+    /// target re-exports instead of generating one; other targets still render the schema.
+    pub rust_path: Option<String>,
 }
 
 /// The shape of a named type.

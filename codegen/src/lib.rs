@@ -78,7 +78,7 @@ pub fn generate(spec: &str, target: Target) -> Result<Vec<GeneratedFile>, Genera
     match target {
         Target::Rust => Ok(vec![GeneratedFile {
             path: "protocol.rs".into(),
-            contents: rust::render(&api, spec)?,
+            contents: rust::render(&api)?,
         }]),
         Target::Html => Ok(vec![GeneratedFile {
             path: "docs.html".into(),

@@ -595,6 +595,7 @@ impl<'d> Lowering<'d> {
             pointer: pointer.to_owned(),
             kind: ir::TypeKind::Struct { fields: Vec::new() },
             action: Some(action.to_owned()),
+            rust_path: rust_path(schema, pointer)?,
         };
         self.types.insert(pointer.to_owned(), placeholder);
         let fields = self.fields(schema, pointer, |prop| {
@@ -767,6 +768,7 @@ impl<'d> Lowering<'d> {
                         variants: Vec::new(),
                     },
                     action: None,
+                    rust_path: rust_path(schema, pointer)?,
                 },
             );
             let mut variants = Vec::new();
@@ -901,6 +903,7 @@ impl<'d> Lowering<'d> {
                 pointer: pointer.to_owned(),
                 kind: ir::TypeKind::Struct { fields: Vec::new() },
                 action: None,
+                rust_path: rust_path(schema, pointer)?,
             },
         );
         let fields = self.fields(schema, pointer, |_| false)?;
@@ -957,6 +960,7 @@ impl<'d> Lowering<'d> {
                 pointer: pointer.to_owned(),
                 kind: ir::TypeKind::StringEnum { variants },
                 action: None,
+                rust_path: rust_path(schema, pointer)?,
             },
         );
         Ok(named(&name))
@@ -1165,8 +1169,10 @@ fn check_finite(types: &IndexMap<String, ir::TypeDef>) -> Result<()> {
 }
 
 /// Module names the generated file already uses at its top level, or paths it relies on.
-const RESERVED_MODULE_NAMES: [&str; 7] = [
+const RESERVED_MODULE_NAMES: [&str; 9] = [
     "runtime",
+    "decode",
+    "protocol_runtime",
     "serde",
     "serde_json",
     "schemars",
@@ -1225,8 +1231,12 @@ fn add_use(
 
 /// Names the generated file already uses at its top level (the prelude and its imports) or in
 /// every channel module, which a schema title must not take.
-const RESERVED_TYPE_NAMES: [&str; 22] = [
+const RESERVED_TYPE_NAMES: [&str; 25] = [
     "Self",
+    // Imported by the generated file and its channel modules.
+    "Decode",
+    "Dispatched",
+    "Framed",
     "Send",
     "Sync",
     "Sized",
@@ -1258,6 +1268,29 @@ fn message_use(m: &ir::Message) -> ir::MessageUse {
         frame_type: m.frame_type.clone(),
         summary: m.summary.clone().or_else(|| m.title.clone()),
     }
+}
+
+/// The `x-rust-type` of a schema: a Rust path (`protocol_runtime::ErrorItem`) the Rust target
+/// uses instead of generating a type, for a shape the runtime already provides.
+fn rust_path(schema: &Schema, pointer: &str) -> Result<Option<String>> {
+    let Some(value) = schema.extra.get("x-rust-type") else {
+        return Ok(None);
+    };
+    let path = value.as_str().unwrap_or_default();
+    let is_path = !path.is_empty()
+        && path.split("::").all(|segment| {
+            segment.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if !is_path {
+        return Err(GenerateError::RustType {
+            pointer: format!("{pointer}/x-rust-type"),
+            found: value.to_string(),
+        });
+    }
+    Ok(Some(path.to_owned()))
 }
 
 fn named(name: &str) -> ir::TypeRef {

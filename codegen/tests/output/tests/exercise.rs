@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use asyncapi_codegen_fixtures::{nested_types, two_channels, two_parameters, unions};
+use asyncapi_codegen_output::{nested_types, two_channels, two_parameters, unions};
 use serde_json::{json, Value};
 
 /// Runs a future whose handlers never wait (every handler here is ready at once).
@@ -26,8 +26,8 @@ fn errors_json<T: serde::Serialize>(errors: &[T]) -> Value {
 
 mod chat {
     use super::*;
+    use protocol_runtime::{Dispatched, Framed};
     use two_channels::chat::{dispatch, Handler, Incoming, Outgoing};
-    use two_channels::runtime::{Dispatched, Framed};
     use two_channels::{SaidMessage, SaidPayload, SayMessage};
 
     struct Echo;
@@ -113,8 +113,8 @@ mod chat {
 
 mod presence {
     use super::*;
+    use protocol_runtime::Dispatched;
     use two_channels::presence::{dispatch, Handler, Incoming, Outgoing, ADDRESS};
-    use two_channels::runtime::Dispatched;
     use two_channels::{Online, OnlineMessage};
 
     struct Nobody;
@@ -159,8 +159,8 @@ mod presence {
 mod orders {
     use super::*;
     use nested_types::orders::{dispatch, Handler, Incoming};
-    use nested_types::runtime::Dispatched;
     use nested_types::{Acceptance, Kind, OrderAccepted, OrderStatus, PlaceOrder};
+    use protocol_runtime::Dispatched;
 
     fn full() -> Value {
         json!({"action": "place_order", "payload": {
@@ -303,8 +303,8 @@ mod orders {
 
 mod canvas {
     use super::*;
+    use protocol_runtime::Dispatched;
     use unions::canvas::{dispatch, Handler, Incoming, Outgoing};
-    use unions::runtime::Dispatched;
     use unions::{Circle, DrawMessage, Fill, Rectangle, Rgb, Shape};
 
     #[test]

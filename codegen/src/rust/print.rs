@@ -1,0 +1,138 @@
+//! Prints a syntax tree the way a person lays out a file: `prettyplease` for everything inside
+//! an item, and a blank line between items, at every level (top level, modules, `impl` and
+//! `trait` blocks). prettyplease alone puts items on consecutive lines.
+
+use syn::{File, ImplItem, Item, ItemImpl, ItemMod, ItemTrait, TraitItem};
+
+/// The items of a file, spaced out; consecutive `use` items stay together.
+pub(crate) fn items(items: &[Item]) -> String {
+    let mut out = String::new();
+    let mut previous_was_use = false;
+    for item in items {
+        // Plain imports stay together; a documented re-export is an item of its own.
+        let is_use = matches!(item, Item::Use(u) if u.attrs.is_empty());
+        if !(out.is_empty() || is_use && previous_was_use) {
+            out.push('\n');
+        }
+        out.push_str(&item_text(item));
+        previous_was_use = is_use;
+    }
+    out
+}
+
+fn item_text(item: &Item) -> String {
+    match item {
+        Item::Mod(ItemMod {
+            content: Some((brace, inner)),
+            ..
+        }) if !inner.is_empty() => {
+            let Item::Mod(mut shell) = item.clone() else {
+                return unparse(item);
+            };
+            shell.content = Some((*brace, Vec::new()));
+            open(&unparse(&Item::Mod(shell)), &indent(&items(inner)))
+        }
+        Item::Impl(imp) if imp.items.len() > 1 => {
+            let mut shell = imp.clone();
+            shell.items.clear();
+            let body = imp
+                .items
+                .iter()
+                .map(|member| impl_member(imp, member))
+                .collect::<Vec<_>>()
+                .join("\n");
+            open(&unparse(&Item::Impl(shell)), &body)
+        }
+        Item::Trait(tr) if tr.items.len() > 1 => {
+            let mut shell = tr.clone();
+            shell.items.clear();
+            let body = tr
+                .items
+                .iter()
+                .map(|member| trait_member(tr, member))
+                .collect::<Vec<_>>()
+                .join("\n");
+            open(&unparse(&Item::Trait(shell)), &body)
+        }
+        _ => unparse(item),
+    }
+}
+
+/// One member of an `impl` block, printed inside a copy of the block that holds only it.
+fn impl_member(imp: &ItemImpl, member: &ImplItem) -> String {
+    let mut alone = imp.clone();
+    alone.items = vec![member.clone()];
+    body_of(&unparse(&Item::Impl(alone)))
+}
+
+/// One member of a `trait`, printed inside a copy of the trait that holds only it.
+fn trait_member(tr: &ItemTrait, member: &TraitItem) -> String {
+    let mut alone = tr.clone();
+    alone.items = vec![member.clone()];
+    body_of(&unparse(&Item::Trait(alone)))
+}
+
+fn unparse(item: &Item) -> String {
+    prettyplease::unparse(&File {
+        shebang: None,
+        attrs: Vec::new(),
+        items: vec![item.clone()],
+    })
+}
+
+/// `header {}` (an empty block as prettyplease prints it) opened around `body`.
+fn open(shell: &str, body: &str) -> String {
+    let head = shell
+        .trim_end()
+        .strip_suffix("{}")
+        .unwrap_or(shell.trim_end());
+    format!("{head}{{\n{body}}}\n")
+}
+
+/// The lines between the first line ending in `{` and the last line of a printed block.
+fn body_of(block: &str) -> String {
+    let lines: Vec<&str> = block.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.ends_with('{'))
+        .map_or(0, |i| i + 1);
+    let end = lines.len().saturating_sub(1).max(start);
+    let mut out = lines[start..end].join("\n");
+    out.push('\n');
+    out
+}
+
+fn indent(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if !line.is_empty() {
+            out.push_str("    ");
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn items_are_spaced_at_every_level() {
+        let file: syn::File = syn::parse_quote! {
+            use a::b;
+            use c::d;
+            const X: u8 = 1;
+            pub mod m {
+                struct S;
+                impl S {
+                    fn f() {}
+                    fn g() {}
+                }
+            }
+        };
+        assert_eq!(
+            super::items(&file.items),
+            "use a::b;\nuse c::d;\n\nconst X: u8 = 1;\n\npub mod m {\n    struct S;\n\n    impl S {\n        fn f() {}\n\n        fn g() {}\n    }\n}\n"
+        );
+    }
+}
