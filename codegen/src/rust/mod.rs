@@ -145,25 +145,29 @@ fn serde_snake_case(variant: &str) -> String {
     out
 }
 
-/// The serde attributes that give enum variants their wire names: one `rename_all` when
-/// every name follows snake case, else a `rename` on each variant whose name differs.
+/// The serde attributes that give enum variants their wire names: `rename_all = "snake_case"`
+/// on the enum when that spells most of them, and a `rename` on each variant it does not
+/// spell; without it, a `rename` on each variant whose name differs from its wire name.
 fn variant_renames<'a>(
     variants: impl Iterator<Item = (&'a str, &'a str)> + Clone,
 ) -> (Option<TokenStream>, Vec<Option<TokenStream>>) {
-    let all_snake = variants
+    let count = variants.clone().count();
+    let snake = variants
         .clone()
-        .all(|(variant, wire)| serde_snake_case(variant) == wire);
-    let any_differs = variants.clone().any(|(variant, wire)| variant != wire);
-    if all_snake && any_differs {
-        return (
-            Some(quote!(rename_all = "snake_case")),
-            variants.map(|_| None).collect(),
-        );
-    }
+        .filter(|(variant, wire)| serde_snake_case(variant) == *wire && variant != wire)
+        .count();
+    let use_snake = snake > 0 && snake * 2 >= count;
     let each = variants
-        .map(|(variant, wire)| (variant != wire).then(|| quote!(#[serde(rename = #wire)])))
+        .map(|(variant, wire)| {
+            let spelt = if use_snake {
+                serde_snake_case(variant)
+            } else {
+                variant.to_owned()
+            };
+            (spelt != wire).then(|| quote!(#[serde(rename = #wire)]))
+        })
         .collect();
-    (None, each)
+    (use_snake.then(|| quote!(rename_all = "snake_case")), each)
 }
 
 #[cfg(test)]

@@ -210,15 +210,13 @@ impl Decode for OrderLine {
     Deserialize,
     schemars::JsonSchema
 )]
+#[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// `"new"`.
-    #[serde(rename = "new")]
     New,
     /// `"paid"`.
-    #[serde(rename = "paid")]
     Paid,
     /// `"shipped"`.
-    #[serde(rename = "shipped")]
     Shipped,
     /// `"in-transit"`.
     #[serde(rename = "in-transit")]
