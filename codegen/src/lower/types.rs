@@ -142,91 +142,14 @@ impl<'d> Lowering<'d> {
         component: Option<&str>,
     ) -> Result<(ir::TypeRef, bool)> {
         check_keywords(schema, pointer)?;
-        // `T | null` written as a union.
         if let Some(alternatives) = schema.one_of.as_ref().or(schema.any_of.as_ref()) {
             let keyword = if schema.one_of.is_some() {
                 "oneOf"
             } else {
                 "anyOf"
             };
-            let non_null: Vec<(usize, &Schema)> = alternatives
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| !is_null_schema(s))
-                .collect();
-            let nullable = non_null.len() < alternatives.len();
-            if let [(i, only)] = non_null.as_slice() {
-                let (ty, inner_nullable) =
-                    self.type_ref(only, &format!("{pointer}/{keyword}/{i}"))?;
-                return Ok((ty, nullable || inner_nullable));
-            }
-            let name = type_name(schema, component).ok_or_else(|| GenerateError::MissingTitle {
-                pointer: pointer.to_owned(),
-                construct: format!("a `{keyword}` of several types"),
-            })?;
-            if let Some(existing) = self.types.get(pointer) {
-                return Ok((named(&existing.name), nullable));
-            }
-            self.claim_name(&name, pointer)?;
-            // Registered before the alternatives are lowered, so that one referring back to this
-            // union resolves to its name instead of recursing.
-            self.types.insert(
-                pointer.to_owned(),
-                ir::TypeDef {
-                    name: name.clone(),
-                    description: schema.description.clone(),
-                    pointer: pointer.to_owned(),
-                    kind: ir::TypeKind::Untagged {
-                        variants: Vec::new(),
-                    },
-                    action: None,
-                    rust_path: rust_path(schema, pointer)?,
-                },
-            );
-            let mut variants = Vec::new();
-            for (i, alternative) in non_null {
-                let alt_pointer = format!("{pointer}/{keyword}/{i}");
-                let (ty, alt_nullable) = self.type_ref(alternative, &alt_pointer)?;
-                let ty = if alt_nullable {
-                    ir::TypeRef::Nullable {
-                        inner: Box::new(ty),
-                    }
-                } else {
-                    ty
-                };
-                let described = self.follow(alternative, &alt_pointer)?;
-                let variant_name = described
-                    .title
-                    .as_deref()
-                    .map(pascal_case)
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| variant_name_for(&ty));
-                check_variant_name(&variant_name, &alt_pointer, || {
-                    "the alternative's title".to_owned()
-                })?;
-                if variants
-                    .iter()
-                    .any(|v: &ir::UntaggedVariant| v.name == variant_name)
-                {
-                    return Err(GenerateError::NameTaken {
-                        pointer: alt_pointer,
-                        detail: format!("two alternatives are both named `{variant_name}`; give them distinct `title`s"),
-                    });
-                }
-                variants.push(ir::UntaggedVariant {
-                    name: variant_name,
-                    ty,
-                    description: described.description.clone(),
-                });
-            }
-            // Moved behind its alternatives' types, where it has always been listed.
-            if let Some(mut t) = self.types.shift_remove(pointer) {
-                t.kind = ir::TypeKind::Untagged { variants };
-                self.types.insert(pointer.to_owned(), t);
-            }
-            return Ok((named(&name), nullable));
+            return self.union(schema, alternatives, keyword, pointer, component);
         }
-
         let (type_name_str, nullable) = match &schema.type_names {
             None => {
                 if schema.enumeration.is_some() {
@@ -292,35 +215,123 @@ impl<'d> Lowering<'d> {
         Ok((ty, nullable))
     }
 
+    /// A `oneOf` / `anyOf`: `T | null` when only one alternative is not `null` (pydantic writes
+    /// `Optional[T]` so), else a named union whose alternatives are tried in document order.
+    fn union(
+        &mut self,
+        schema: &'d Schema,
+        alternatives: &'d [Schema],
+        keyword: &str,
+        pointer: &str,
+        component: Option<&str>,
+    ) -> Result<(ir::TypeRef, bool)> {
+        let non_null: Vec<(usize, &Schema)> = alternatives
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !is_null_schema(s))
+            .collect();
+        let nullable = non_null.len() < alternatives.len();
+        if let [(i, only)] = non_null.as_slice() {
+            let (ty, inner_nullable) = self.type_ref(only, &format!("{pointer}/{keyword}/{i}"))?;
+            return Ok((ty, nullable || inner_nullable));
+        }
+        let construct = format!("a `{keyword}` of several types");
+        let (name, new) = self.declare(schema, pointer, component, &construct)?;
+        if !new {
+            return Ok((named(&name), nullable));
+        }
+        let mut variants: Vec<ir::UntaggedVariant> = Vec::new();
+        for (i, alternative) in non_null {
+            let alt_pointer = format!("{pointer}/{keyword}/{i}");
+            let (ty, alt_nullable) = self.type_ref(alternative, &alt_pointer)?;
+            let ty = if alt_nullable {
+                ir::TypeRef::Nullable {
+                    inner: Box::new(ty),
+                }
+            } else {
+                ty
+            };
+            // A variant is named by its alternative's title, or else by its type
+            // (`String`, `IntegerList`, ...).
+            let described = self.follow(alternative, &alt_pointer)?;
+            let variant_name = described
+                .title
+                .as_deref()
+                .map(pascal_case)
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| variant_name_for(&ty));
+            check_variant_name(&variant_name, &alt_pointer, || {
+                "the alternative's title".to_owned()
+            })?;
+            if variants.iter().any(|v| v.name == variant_name) {
+                return Err(GenerateError::NameTaken {
+                    pointer: alt_pointer,
+                    detail: format!("two alternatives are both named `{variant_name}`; give them distinct `title`s"),
+                });
+            }
+            variants.push(ir::UntaggedVariant {
+                name: variant_name,
+                ty,
+                description: described.description.clone(),
+            });
+        }
+        // Listed behind its alternatives' types, which read first in the generated file.
+        if let Some(mut t) = self.types.shift_remove(pointer) {
+            t.kind = ir::TypeKind::Untagged { variants };
+            self.types.insert(pointer.to_owned(), t);
+        }
+        Ok((named(&name), nullable))
+    }
+
+    /// The name of the type the schema at `pointer` defines, claimed and registered (with no
+    /// parts yet) when it is reached for the first time; `None` when it was registered before.
+    /// Registering before the parts are lowered lets a part that refers back to the type (through
+    /// an array) resolve to its name instead of recursing. A schema with neither a title nor a
+    /// component name is refused, naming the `construct` that needs one.
+    fn declare(
+        &mut self,
+        schema: &'d Schema,
+        pointer: &str,
+        component: Option<&str>,
+        construct: &str,
+    ) -> Result<(String, bool)> {
+        if let Some(existing) = self.types.get(pointer) {
+            return Ok((existing.name.clone(), false));
+        }
+        let name = type_name(schema, component).ok_or_else(|| GenerateError::MissingTitle {
+            pointer: pointer.to_owned(),
+            construct: construct.to_owned(),
+        })?;
+        self.claim_name(&name, pointer)?;
+        let placeholder = ir::TypeDef {
+            name: name.clone(),
+            description: schema.description.clone(),
+            pointer: pointer.to_owned(),
+            kind: ir::TypeKind::Struct { fields: Vec::new() },
+            action: None,
+            rust_path: rust_path(schema, pointer)?,
+        };
+        self.types.insert(pointer.to_owned(), placeholder);
+        Ok((name, true))
+    }
+
+    /// Sets the shape of a type [`Self::declare`] registered.
+    fn define(&mut self, pointer: &str, kind: ir::TypeKind) {
+        if let Some(t) = self.types.get_mut(pointer) {
+            t.kind = kind;
+        }
+    }
+
     pub(super) fn object(
         &mut self,
         schema: &'d Schema,
         pointer: &str,
         component: Option<&str>,
     ) -> Result<ir::TypeRef> {
-        if let Some(existing) = self.types.get(pointer) {
-            return Ok(named(&existing.name));
-        }
-        let name = type_name(schema, component).ok_or_else(|| GenerateError::MissingTitle {
-            pointer: pointer.to_owned(),
-            construct: "an inline object schema".into(),
-        })?;
-        self.claim_name(&name, pointer)?;
-        // Insert first so a type that refers to itself (through an array) resolves to its name.
-        self.types.insert(
-            pointer.to_owned(),
-            ir::TypeDef {
-                name: name.clone(),
-                description: schema.description.clone(),
-                pointer: pointer.to_owned(),
-                kind: ir::TypeKind::Struct { fields: Vec::new() },
-                action: None,
-                rust_path: rust_path(schema, pointer)?,
-            },
-        );
-        let fields = self.fields(schema, pointer, |_| false)?;
-        if let Some(t) = self.types.get_mut(pointer) {
-            t.kind = ir::TypeKind::Struct { fields };
+        let (name, new) = self.declare(schema, pointer, component, "an inline object schema")?;
+        if new {
+            let fields = self.fields(schema, pointer, |_| false)?;
+            self.define(pointer, ir::TypeKind::Struct { fields });
         }
         Ok(named(&name))
     }
@@ -331,14 +342,10 @@ impl<'d> Lowering<'d> {
         pointer: &str,
         component: Option<&str>,
     ) -> Result<ir::TypeRef> {
-        if let Some(existing) = self.types.get(pointer) {
-            return Ok(named(&existing.name));
+        let (name, new) = self.declare(schema, pointer, component, "an enumeration")?;
+        if !new {
+            return Ok(named(&name));
         }
-        let name = type_name(schema, component).ok_or_else(|| GenerateError::MissingTitle {
-            pointer: pointer.to_owned(),
-            construct: "an enumeration".into(),
-        })?;
-        self.claim_name(&name, pointer)?;
         let mut variants: Vec<ir::EnumVariant> = Vec::new();
         for (i, value) in schema.enumeration.iter().flatten().enumerate() {
             let Some(value) = value.as_str() else {
@@ -364,17 +371,7 @@ impl<'d> Lowering<'d> {
                 value: value.to_owned(),
             });
         }
-        self.types.insert(
-            pointer.to_owned(),
-            ir::TypeDef {
-                name: name.clone(),
-                description: schema.description.clone(),
-                pointer: pointer.to_owned(),
-                kind: ir::TypeKind::StringEnum { variants },
-                action: None,
-                rust_path: rust_path(schema, pointer)?,
-            },
-        );
+        self.define(pointer, ir::TypeKind::StringEnum { variants });
         Ok(named(&name))
     }
 

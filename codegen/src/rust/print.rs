@@ -2,7 +2,7 @@
 //! an item, and a blank line between items, at every level (top level, modules, `impl` and
 //! `trait` blocks). prettyplease alone puts items on consecutive lines.
 
-use syn::{File, ImplItem, Item, ItemImpl, ItemMod, ItemTrait, TraitItem};
+use syn::{File, Item, ItemMod};
 
 /// The items of a file, spaced out; consecutive `use` items stay together.
 pub(crate) fn items(items: &[Item]) -> String {
@@ -35,41 +35,35 @@ fn item_text(item: &Item) -> String {
         Item::Impl(imp) if imp.items.len() > 1 => {
             let mut shell = imp.clone();
             shell.items.clear();
-            let body = imp
-                .items
-                .iter()
-                .map(|member| impl_member(imp, member))
-                .collect::<Vec<_>>()
-                .join("\n");
-            open(&unparse(&Item::Impl(shell)), &body)
+            let alone = imp.items.iter().map(|member| {
+                let mut alone = shell.clone();
+                alone.items = vec![member.clone()];
+                Item::Impl(alone)
+            });
+            block(&Item::Impl(shell.clone()), alone)
         }
         Item::Trait(tr) if tr.items.len() > 1 => {
             let mut shell = tr.clone();
             shell.items.clear();
-            let body = tr
-                .items
-                .iter()
-                .map(|member| trait_member(tr, member))
-                .collect::<Vec<_>>()
-                .join("\n");
-            open(&unparse(&Item::Trait(shell)), &body)
+            let alone = tr.items.iter().map(|member| {
+                let mut alone = shell.clone();
+                alone.items = vec![member.clone()];
+                Item::Trait(alone)
+            });
+            block(&Item::Trait(shell.clone()), alone)
         }
         _ => unparse(item),
     }
 }
 
-/// One member of an `impl` block, printed inside a copy of the block that holds only it.
-fn impl_member(imp: &ItemImpl, member: &ImplItem) -> String {
-    let mut alone = imp.clone();
-    alone.items = vec![member.clone()];
-    body_of(&unparse(&Item::Impl(alone)))
-}
-
-/// One member of a `trait`, printed inside a copy of the trait that holds only it.
-fn trait_member(tr: &ItemTrait, member: &TraitItem) -> String {
-    let mut alone = tr.clone();
-    alone.items = vec![member.clone()];
-    body_of(&unparse(&Item::Trait(alone)))
+/// An `impl` or `trait` block: `shell` (the block with no members) opened around its members,
+/// each printed inside a copy of the block that holds only it, a blank line between them.
+fn block(shell: &Item, alone: impl Iterator<Item = Item>) -> String {
+    let body = alone
+        .map(|one| body_of(&unparse(&one)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    open(&unparse(shell), &body)
 }
 
 fn unparse(item: &Item) -> String {
