@@ -233,6 +233,9 @@ impl<'d> Lowering<'d> {
         Ok(message_use(messages, &key))
     }
 
+    /// The channel's parameters, in address order. The address and the `parameters` map must
+    /// name the same set, each once: a parameter missing from one side is a typo the author
+    /// wants to hear about, and the generated `Params::from_path` relies on the address alone.
     pub(super) fn parameters(
         &self,
         channel: &'d Channel,
@@ -293,6 +296,8 @@ impl<'d> Lowering<'d> {
         Ok(out)
     }
 
+    /// One message of a channel. Its frame schema must pin `action` with a `const`: that is how
+    /// a frame is told apart from the others on the wire, and what names the enum variant.
     pub(super) fn message(
         &mut self,
         key: &str,
@@ -365,6 +370,8 @@ impl<'d> Lowering<'d> {
         })
     }
 
+    /// Where a message's correlation id lives. Only the envelope's `ref` is supported: the
+    /// dispatcher echoes it on the direct reply, and the generated clients match replies by it.
     pub(super) fn correlation_property(
         &self,
         c: &'d RefOr<CorrelationId>,

@@ -11,6 +11,7 @@ use crate::model::{Channel, Message, Parameter, RefOr, Schema};
 use crate::naming::escape_pointer;
 
 impl<'d> Lowering<'d> {
+    /// Follows a parameter `$ref` (to `#/components/parameters/<name>`) to the parameter.
     pub(super) fn resolve_parameter(
         &self,
         parameter: &'d RefOr<Parameter>,
@@ -140,6 +141,9 @@ impl<'d> Lowering<'d> {
         }
     }
 
+    /// The component schema a `$ref` names, with the pointer it is written at and its name
+    /// (which names its type when it has no `title`). An alias of another component is refused:
+    /// which of the two names the type would then be a guess.
     pub(super) fn resolve_schema_ref(
         &self,
         reference: &str,
@@ -222,6 +226,8 @@ pub(super) fn check_variant_name(
     }
 }
 
+/// The `<name>` of a reference `prefix<name>`: one JSON-pointer token, or the form the caller
+/// expects named in the error.
 pub(super) fn strip_prefix<'r>(
     reference: &'r str,
     prefix: &str,
@@ -238,10 +244,12 @@ pub(super) fn strip_prefix<'r>(
         })
 }
 
+/// A JSON-pointer token back to the key it stands for (RFC 6901: `~1` is `/`, `~0` is `~`).
 pub(super) fn unescape_pointer(token: &str) -> String {
     token.replace("~1", "/").replace("~0", "~")
 }
 
+/// The error for `$ref`s followed [`MAX_REF_DEPTH`] times without reaching an object.
 pub(super) fn ref_cycle(pointer: &str) -> GenerateError {
     GenerateError::RefTooDeep {
         pointer: pointer.to_owned(),

@@ -53,6 +53,10 @@ impl<'d> Lowering<'d> {
         Ok(name)
     }
 
+    /// The fields of an object schema, but those `skip` names (a frame's `action` and envelope
+    /// keys, which the direction enums and `Envelope` hold). Titles and descriptions of a
+    /// `$ref`'d property come from the property when it has them, else from its component, so
+    /// that generated docs say what the author wrote nearest to the field.
     pub(super) fn fields(
         &mut self,
         schema: &'d Schema,
@@ -135,6 +139,9 @@ impl<'d> Lowering<'d> {
         self.named_or_inline(schema, pointer, None)
     }
 
+    /// The type of a schema that is not a `$ref`: a scalar, an array, or a named type (object,
+    /// enumeration, union), and whether `null` is also allowed. A schema with no type is any
+    /// value, unless its `enum` or `properties` say which type it means.
     pub(super) fn named_or_inline(
         &mut self,
         schema: &'d Schema,
@@ -322,6 +329,8 @@ impl<'d> Lowering<'d> {
         }
     }
 
+    /// The struct of an object schema with properties (one without is any JSON object, held as
+    /// a value: there is nothing to name).
     pub(super) fn object(
         &mut self,
         schema: &'d Schema,
@@ -336,6 +345,8 @@ impl<'d> Lowering<'d> {
         Ok(named(&name))
     }
 
+    /// The enum of a string enumeration. Each value must give its own variant name, since the
+    /// variant is how Rust code spells the value.
     pub(super) fn string_enum(
         &mut self,
         schema: &'d Schema,
@@ -375,6 +386,9 @@ impl<'d> Lowering<'d> {
         Ok(named(&name))
     }
 
+    /// Takes a type name for the schema at `pointer`, refusing a name the generated code uses
+    /// itself or another schema already took: two Rust types cannot share a name, and picking
+    /// one schema over the other silently would generate the wrong type.
     pub(super) fn claim_name(&mut self, name: &str, pointer: &str) -> Result<()> {
         if RESERVED_TYPE_NAMES.contains(&name) {
             return Err(GenerateError::NameTaken {
@@ -526,12 +540,14 @@ pub(super) fn rust_path(schema: &Schema, pointer: &str) -> Result<Option<String>
     Ok(Some(path.to_owned()))
 }
 
+/// A reference to the named type `name`.
 pub(super) fn named(name: &str) -> ir::TypeRef {
     ir::TypeRef::Named {
         name: name.to_owned(),
     }
 }
 
+/// A schema's type name: its `title`, else the name of the component it is, in `PascalCase`.
 pub(super) fn type_name(schema: &Schema, component: Option<&str>) -> Option<String> {
     schema
         .title
@@ -541,6 +557,7 @@ pub(super) fn type_name(schema: &Schema, component: Option<&str>) -> Option<Stri
         .filter(|n| !n.is_empty())
 }
 
+/// The variant name of an untitled union alternative, from its type (`String`, `IntegerList`).
 pub(super) fn variant_name_for(ty: &ir::TypeRef) -> String {
     match ty {
         ir::TypeRef::String => "String".into(),
@@ -555,10 +572,14 @@ pub(super) fn variant_name_for(ty: &ir::TypeRef) -> String {
     }
 }
 
+/// `type: 'null'` (the `None` of pydantic's `Optional[T]` written as `anyOf`).
 pub(super) fn is_null_schema(s: &Schema) -> bool {
     matches!(&s.type_names, Some(TypeNames::One(t)) if t == "null") && s.reference.is_none()
 }
 
+/// Refuses a keyword the generator does not enforce (`pattern`, `minimum`, ...): generated code
+/// that accepted values the schema forbids would break the contract quietly. Extensions (`x-`)
+/// and keywords that only document a value are accepted.
 pub(super) fn check_keywords(schema: &Schema, pointer: &str) -> Result<()> {
     for keyword in schema.extra.keys() {
         if keyword.starts_with("x-") || DOC_ONLY_KEYWORDS.contains(&keyword.as_str()) {

@@ -8,6 +8,7 @@ use super::types::FastPath;
 use super::{doc, doc_or, ident, paragraphs, variant_renames, Result};
 use crate::ir::{Channel, MessageUse, Operation, Parameter};
 
+/// The module of one channel.
 pub(super) fn render(channel: &Channel, fast: &FastPath) -> Result<TokenStream> {
     let module = ident(&channel.module)?;
     let docs = doc_or(
@@ -52,6 +53,8 @@ pub(super) fn render(channel: &Channel, fast: &FastPath) -> Result<TokenStream> 
     })
 }
 
+/// `Params`: one field per address parameter, parsed from a request path by the runtime, with
+/// each parameter's allowed values (its `enum`) checked after decoding.
 fn params(parameters: &[Parameter]) -> Result<TokenStream> {
     let mut fields = Vec::new();
     let mut names = Vec::new();
@@ -236,6 +239,9 @@ fn direction(
     })
 }
 
+/// The `Handler` trait: one method per receive operation, returning the reply message when the
+/// operation has one. Methods return `impl Future + Send` so a runtime can run handlers on a
+/// multi-threaded executor without boxing every call.
 fn handler(handlers: &[Operation]) -> Result<TokenStream> {
     let mut methods = Vec::new();
     for op in handlers {
@@ -283,6 +289,9 @@ fn handler(handlers: &[Operation]) -> Result<TokenStream> {
     })
 }
 
+/// `dispatch`: decode, call the handler of the message, and frame its reply with the request's
+/// `ref`. Undecodable frames and failed handlers are outcomes, not errors: the runtime answers
+/// them with `error` frames and keeps the connection open.
 fn dispatch(handlers: &[Operation]) -> Result<TokenStream> {
     let mut arms = Vec::new();
     for op in handlers {

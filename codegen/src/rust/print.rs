@@ -20,6 +20,8 @@ pub(crate) fn items(items: &[Item]) -> String {
     out
 }
 
+/// One item; a module, `impl` or `trait` with several members is opened so that its members
+/// are spaced out too.
 fn item_text(item: &Item) -> String {
     match item {
         Item::Mod(ItemMod {
@@ -66,6 +68,7 @@ fn block(shell: &Item, alone: impl Iterator<Item = Item>) -> String {
     open(&unparse(shell), &body)
 }
 
+/// prettyplease's text of one item, alone in a file.
 fn unparse(item: &Item) -> String {
     prettyplease::unparse(&File {
         shebang: None,
@@ -96,6 +99,7 @@ fn body_of(block: &str) -> String {
     out
 }
 
+/// `text` one level (four spaces) deeper, blank lines left empty.
 fn indent(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {

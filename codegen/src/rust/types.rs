@@ -20,6 +20,7 @@ pub(super) struct FastPath {
 }
 
 impl FastPath {
+    /// The types serde may read, from every type of the document.
     pub(super) fn of(types: &[TypeDef]) -> Self {
         let mut slow: BTreeSet<String> = types
             .iter()
@@ -181,6 +182,8 @@ impl Field {
     }
 }
 
+/// A struct and its `Decode`, which reads every field before giving up so that all of a frame's
+/// problems are reported at once.
 fn structure(
     def: &TypeDef,
     name: &proc_macro2::Ident,
@@ -237,6 +240,8 @@ fn structure(
     })
 }
 
+/// A string enumeration, `VALUES` and `as_str` for code that needs the wire strings, and its
+/// `Decode`.
 fn string_enum(name: &str, docs: &TokenStream, variants: &[EnumVariant]) -> Result<TokenStream> {
     let type_name = ident(name)?;
     let (rename_all, renames) =
@@ -292,6 +297,7 @@ fn string_enum(name: &str, docs: &TokenStream, variants: &[EnumVariant]) -> Resu
     })
 }
 
+/// An untagged union and its `Decode`.
 fn union(
     name: &proc_macro2::Ident,
     docs: &TokenStream,
