@@ -16,10 +16,10 @@
 //! The two stages must agree: whatever serde accepts, the walker accepts with the same value.
 //! serde's derives are more lenient than pydantic in places (a struct from a JSON array, a
 //! string enum from a one-key object), so stage 1 reads every value through [`Strict`], which
-//! closes those doors. Two leniencies are left to the walker instead: a union of several types
-//! (serde's `untagged` buffers and retries, and does not go through [`Strict`]) and strings with
-//! a length limit (derives do not check it), so generated code sends messages containing either
-//! straight to stage 2. A frame serde refuses that the walker accepts (a duplicate key: serde
+//! closes those doors, and strings with a length limit are read by [`text`], which checks it.
+//! One leniency is left to the walker instead: a union of several types (serde's `untagged`
+//! buffers and retries, and does not go through [`Strict`]), so generated code sends messages
+//! containing one straight to stage 2. A frame serde refuses that the walker accepts (a duplicate key: serde
 //! refuses it, the walker keeps the last) costs the second stage, nothing else.
 
 use std::borrow::Cow;
@@ -31,7 +31,7 @@ use serde::Deserializer;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::decode::Loc;
+use crate::decode::{Loc, Text};
 use crate::envelope::{Envelope, Framed};
 use crate::report::ErrorItem;
 
@@ -79,6 +79,37 @@ pub fn nullable<'de, D: Deserializer<'de>, T: de::Deserialize<'de>>(
     deserializer: D,
 ) -> Result<Option<T>, D::Error> {
     de::Deserialize::deserialize(deserializer)
+}
+
+/// `deserialize_with` of a string property with `minLength` / `maxLength` (`String`, or
+/// `Option<String>` when it is nullable): the length is counted in characters, as JSON Schema
+/// and the reporting decoder count it, and a string outside the limits is refused.
+pub fn text<'de, D, T, const MIN: usize, const MAX: usize>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: de::Deserialize<'de> + Text,
+{
+    let value = T::deserialize(deserializer)?;
+    if let Some(text) = value.text() {
+        let length = text.chars().count();
+        if length < MIN || length > MAX {
+            return Err(de::Error::invalid_length(
+                length,
+                &"a string within the schema's limits",
+            ));
+        }
+    }
+    Ok(value)
+}
+
+/// [`text`] for an optional property whose schema does not admit `null` (see [`present`]).
+pub fn present_text<'de, D, const MIN: usize, const MAX: usize>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    text::<D, String, MIN, MAX>(deserializer).map(Some)
 }
 
 /// Reads one text frame: serde first, the reporting decoder when serde refuses it.
@@ -683,6 +714,34 @@ mod tests {
         assert_eq!(
             duplicate.map(|f| f.message),
             Ok(In::Ping(Ping { payload: () }))
+        );
+    }
+
+    #[test]
+    fn lengths_are_checked_in_characters() {
+        #[derive(Debug, Deserialize)]
+        struct Limited {
+            #[serde(deserialize_with = "text::<_, _, 1, 4>")]
+            name: String,
+            #[serde(default, deserialize_with = "present_text::<_, 0, 2>")]
+            code: Option<String>,
+            #[serde(default, deserialize_with = "text::<_, _, 2, { usize::MAX }>")]
+            note: Option<String>,
+        }
+        let read = |text: &str| serde_json::from_str::<Limited>(text).ok();
+        assert_eq!(
+            read(r#"{"name":"café"}"#).map(|l| l.name),
+            Some("café".into())
+        );
+        assert!(read(r#"{"name":""}"#).is_none());
+        assert!(read(r#"{"name":"cafés"}"#).is_none());
+        assert!(read(r#"{"name":"a","code":null}"#).is_none());
+        assert!(read(r#"{"name":"a","code":"abc"}"#).is_none());
+        assert!(read(r#"{"name":"a","note":"x"}"#).is_none());
+        let full = read(r#"{"name":"a","code":"ab","note":null}"#);
+        assert_eq!(
+            full.map(|l| (l.code, l.note)),
+            Some((Some("ab".into()), None))
         );
     }
 

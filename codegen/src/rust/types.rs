@@ -12,9 +12,8 @@ use crate::ir::{EnumVariant, Field, TypeDef, TypeKind, TypeRef, UntaggedVariant}
 
 /// Which named types serde may read on the frame path of `protocol_runtime::frame`: everything
 /// but unions (serde's `untagged` buffers the value and retries each alternative with its own,
-/// more lenient, deserializer) and strings with a length limit (derives do not check it), and
-/// types that hold one of those. A message whose frame type is not admitted is read by the
-/// reporting decoder alone.
+/// more lenient, deserializer), and types that hold one. A message whose frame type is not
+/// admitted is read by the reporting decoder alone.
 pub(super) struct FastPath {
     slow: BTreeSet<String>,
 }
@@ -26,8 +25,7 @@ impl FastPath {
             .iter()
             .filter(|t| match &t.kind {
                 TypeKind::Untagged { .. } => true,
-                TypeKind::Struct { fields } => fields.iter().any(Field::has_length_limit),
-                TypeKind::StringEnum { .. } => false,
+                TypeKind::Struct { .. } | TypeKind::StringEnum { .. } => false,
             })
             .map(|t| t.name.clone())
             .collect();
@@ -122,25 +120,41 @@ impl Field {
     ///   out rather than written as `null`, and `null` is refused on reading
     ///   (`frame::present`), as pydantic refuses it;
     /// - a required nullable field must be present (serde would take a missing `Option` as
-    ///   `None`; `frame::nullable` turns that off).
+    ///   `None`; `frame::nullable` turns that off);
+    /// - a string with `minLength` / `maxLength` is read by `frame::text` (or
+    ///   `frame::present_text`), which checks them as the reporting decoder does.
     fn serde_attr(&self) -> Option<TokenStream> {
         let mut parts = Vec::new();
         let wire = &self.json_name;
         if self.rust_name.trim_start_matches("r#") != wire {
             parts.push(quote!(rename = #wire));
         }
+        let omittable = !self.required && !self.nullable && !self.holds_absence();
         if !self.required {
             parts.push(quote!(default));
-            if !self.nullable && !self.holds_absence() {
-                parts.push(quote!(
-                    skip_serializing_if = "Option::is_none",
-                    deserialize_with = "protocol_runtime::frame::present"
-                ));
-            }
-        } else if self.nullable && !self.holds_absence() {
-            parts.push(quote!(
-                deserialize_with = "protocol_runtime::frame::nullable"
-            ));
+        }
+        if omittable {
+            parts.push(quote!(skip_serializing_if = "Option::is_none"));
+        }
+        let reader = if self.has_length_limit() {
+            let min = self.min_length.unwrap_or(0);
+            let max = self
+                .max_length
+                .map_or_else(|| "{ usize::MAX }".to_owned(), |n| n.to_string());
+            Some(if omittable {
+                format!("protocol_runtime::frame::present_text::<_, {min}, {max}>")
+            } else {
+                format!("protocol_runtime::frame::text::<_, _, {min}, {max}>")
+            })
+        } else if omittable {
+            Some("protocol_runtime::frame::present".to_owned())
+        } else if self.required && self.nullable && !self.holds_absence() {
+            Some("protocol_runtime::frame::nullable".to_owned())
+        } else {
+            None
+        };
+        if let Some(reader) = reader {
+            parts.push(quote!(deserialize_with = #reader));
         }
         (!parts.is_empty()).then(|| quote!(#[serde(#(#parts),*)]))
     }
@@ -171,7 +185,10 @@ impl Field {
             return Ok(quote! { let #local = #read; });
         }
         let limit = |n: Option<u64>| match n.and_then(|n| usize::try_from(n).ok()) {
-            Some(n) => quote!(Some(#n)),
+            Some(n) => {
+                let n = proc_macro2::Literal::usize_unsuffixed(n);
+                quote!(Some(#n))
+            }
             None => quote!(None),
         };
         let (min, max) = (limit(self.min_length), limit(self.max_length));

@@ -51,7 +51,7 @@ pub struct Order {
     #[serde(deserialize_with = "protocol_runtime::frame::nullable")]
     pub note: Option<String>,
     /// Optional and nullable.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "protocol_runtime::frame::text::<_, _, 0, 12>")]
     pub coupon: Option<String>,
     /// Optional, not nullable.
     #[serde(
@@ -82,13 +82,7 @@ impl Decode for Order {
         let status = decode::required(object, "status", loc, errors);
         let note = decode::required(object, "note", loc, errors);
         let coupon = decode::optional(object, "coupon", loc, errors);
-        let coupon = decode::length(
-            coupon,
-            None,
-            Some(12usize),
-            &loc.key("coupon"),
-            errors,
-        );
+        let coupon = decode::length(coupon, None, Some(12), &loc.key("coupon"), errors);
         let gift = decode::omittable(object, "gift", loc, errors);
         let r#type = decode::omittable(object, "type", loc, errors);
         Some(Self {
@@ -108,6 +102,9 @@ impl Decode for Order {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Customer {
     /// The `name` property.
+    #[serde(
+        deserialize_with = "protocol_runtime::frame::text::<_, _, 1, { usize::MAX }>"
+    )]
     pub name: String,
     /// Address
     pub address: Address,
@@ -121,7 +118,7 @@ impl Decode for Customer {
     ) -> Option<Self> {
         let object = decode::object(value, "Customer", loc, errors)?;
         let name = decode::required(object, "name", loc, errors);
-        let name = decode::length(name, Some(1usize), None, &loc.key("name"), errors);
+        let name = decode::length(name, Some(1), None, &loc.key("name"), errors);
         let address = decode::required(object, "address", loc, errors);
         Some(Self {
             name: name?,
@@ -474,9 +471,12 @@ pub mod orders {
 
         fn deserialize_message<'de, D: serde::Deserializer<'de>>(
             action: &str,
-            _fields: D,
+            fields: D,
         ) -> Result<Self, D::Error> {
-            Err(protocol_runtime::frame::walker_only(action))
+            match action {
+                "place_order" => Deserialize::deserialize(fields).map(Self::PlaceOrder),
+                _ => Err(protocol_runtime::frame::walker_only(action)),
+            }
         }
 
         fn decode_message(

@@ -16,6 +16,7 @@ pub const API_VERSION: &str = "1.0.0";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Post {
     /// The `payload` property.
+    #[serde(deserialize_with = "protocol_runtime::frame::text::<_, _, 0, 280>")]
     pub payload: String,
 }
 
@@ -30,7 +31,7 @@ impl Decode for Post {
         let payload = decode::length(
             payload,
             None,
-            Some(280usize),
+            Some(280),
             &loc.key("payload"),
             errors,
         );
@@ -150,9 +151,12 @@ pub mod room {
 
         fn deserialize_message<'de, D: serde::Deserializer<'de>>(
             action: &str,
-            _fields: D,
+            fields: D,
         ) -> Result<Self, D::Error> {
-            Err(protocol_runtime::frame::walker_only(action))
+            match action {
+                "post" => Deserialize::deserialize(fields).map(Self::Post),
+                _ => Err(protocol_runtime::frame::walker_only(action)),
+            }
         }
 
         fn decode_message(
