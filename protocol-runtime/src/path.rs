@@ -124,13 +124,17 @@ pub fn check_allowed(
 }
 
 /// `address` with its parameters replaced, in order, by `values`, each percent-encoded.
+/// Generated code passes one value per parameter; a parameter without a value would stay as
+/// `{name}` in the result, visibly.
 pub fn address<const N: usize>(address: &str, values: [&str; N]) -> String {
     let mut out = String::with_capacity(address.len());
     let mut rest = address;
-    let mut values = values.into_iter();
-    while let (Some(open), Some(close)) = (rest.find('{'), rest.find('}')) {
+    for value in values {
+        let (Some(open), Some(close)) = (rest.find('{'), rest.find('}')) else {
+            break;
+        };
         out.push_str(&rest[..open]);
-        out.push_str(&encode_path_segment(values.next().unwrap_or_default()));
+        out.push_str(&encode_path_segment(value));
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
