@@ -9,18 +9,20 @@ GENERATED_COPY ?= target/generated
 
 help:
 	@echo "make run       - run the service on http://127.0.0.1:8000 (in-memory layers unless REDIS_URL is set)"
-	@echo "make test      - every test: generator, protocol, layers (real redis-server), end to end,"
+	@echo "make test      - the official AsyncAPI parser, then every test: generator, protocol, layers"
+	@echo "                 (real redis-server), end to end,"
 	@echo "                 then the Node tests: generated client, chat page in headless Chromium, Modelina"
 	@echo "make check     - formatting, clippy -D warnings, docs, the official AsyncAPI parser, and"
 	@echo "                 tsc --strict on the generated clients"
-	@echo "make generate  - write the generated Rust to $(GENERATED_COPY) and refresh the snapshots"
+	@echo "make generate  - write the generated Rust to $(GENERATED_COPY) and refresh the checked-in"
+	@echo "                 output (codegen/tests/output/src) and snapshots"
 	@echo "make docs      - API docs of every crate (target/doc)"
 	@echo "make bench     - layer benchmarks, then the service vs a reference server on every layer (target/bench/report.md; needs redis-server)"
 
 run:
 	$(CARGO) run --release -p room-chat -- $(ARGS)
 
-test: node-deps
+test: node-deps spec-check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	$(MAKE) node-test
@@ -39,8 +41,9 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-spec-check:
-	node scripts/validate-spec.mjs asyncapi.yaml
+# The official AsyncAPI parser on the spec and on every generator fixture; part of `test` too.
+spec-check: node-deps
+	node scripts/validate-spec.mjs asyncapi.yaml codegen/tests/fixtures/*.yaml
 
 docs:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
@@ -54,6 +57,8 @@ client-types: node-deps
 	done
 	node_modules/.bin/tsc -p clients/tsconfig.json
 
+# The checked-in output (codegen/tests/output/src/*.rs, compiled by the workspace) and the docs
+# and client snapshots are rewritten from the generator; review them with `git diff`.
 generate:
 	$(CARGO) run -q -p asyncapi-codegen -- --spec asyncapi.yaml --target rust --out $(GENERATED_COPY)
 	INSTA_UPDATE=always $(CARGO) test -q -p asyncapi-codegen --test snapshots

@@ -232,9 +232,9 @@ fn check_names(api: &ir::Api) -> Result<(), GenerateError> {
         .collect();
     let mut claim = |name: String, pointer: &str| {
         match taken.get(&name) {
-        Some(owner) => Err(GenerateError::Unsupported {
+        Some(owner) => Err(GenerateError::NameTaken {
             pointer: pointer.to_owned(),
-            what: format!(
+            detail: format!(
                 "the client target would declare `{name}` here and in {owner}; rename one (e.g. the schema's title)"
             ),
         }),

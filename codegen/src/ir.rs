@@ -29,34 +29,9 @@ pub struct Api {
     pub license: Option<License>,
 }
 
-/// A tag declared in `info.tags`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Tag {
-    /// The name operations refer to.
-    pub name: String,
-    /// Markdown description.
-    pub description: Option<String>,
-}
-
-/// Who to ask about the API.
-#[derive(Debug, Clone, Serialize)]
-pub struct Contact {
-    /// A person or team.
-    pub name: Option<String>,
-    /// A web page.
-    pub url: Option<String>,
-    /// An email address.
-    pub email: Option<String>,
-}
-
-/// The API's license.
-#[derive(Debug, Clone, Serialize)]
-pub struct License {
-    /// Its name.
-    pub name: String,
-    /// Where its text is.
-    pub url: Option<String>,
-}
+/// `info.tags`, `info.contact` and `info.license` are rendered as the document writes them, so
+/// the IR holds the document's own types rather than copies of them.
+pub use crate::model::{Contact, License, Tag};
 
 /// A server.
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +61,9 @@ pub struct TypeDef {
     pub kind: TypeKind,
     /// The message action, when this type is a message frame (its `action` is implied).
     pub action: Option<String>,
+    /// The existing Rust type the document maps the schema to (`x-rust-type`), which the Rust
+    /// target re-exports instead of generating one; other targets still render the schema.
+    pub rust_path: Option<String>,
 }
 
 /// The shape of a named type.

@@ -28,8 +28,8 @@ pub use html::SERVER_SLOT as HTML_SERVER_SLOT;
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// One Rust source file (`protocol.rs`) to `include!` in a crate that depends on serde,
-    /// serde_json and schemars.
+    /// One Rust source file (`protocol.rs`) to `include!` in (or use as a module of) a crate
+    /// that depends on serde, serde_json, schemars and `protocol-runtime`.
     Rust,
     /// One self-contained HTML documentation page (`docs.html`): no scripts, no external
     /// resources, Markdown rendered with raw HTML escaped.
@@ -78,7 +78,7 @@ pub fn generate(spec: &str, target: Target) -> Result<Vec<GeneratedFile>, Genera
     match target {
         Target::Rust => Ok(vec![GeneratedFile {
             path: "protocol.rs".into(),
-            contents: rust::render(&api, spec)?,
+            contents: rust::render(&api)?,
         }]),
         Target::Html => Ok(vec![GeneratedFile {
             path: "docs.html".into(),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Either an inline object or a local `$ref` to one.
@@ -70,7 +70,7 @@ pub struct Info {
 }
 
 /// The `info.contact` object.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Contact {
     /// A person or team.
     #[serde(default)]
@@ -84,7 +84,7 @@ pub struct Contact {
 }
 
 /// The `info.license` object.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct License {
     /// The license's name (an SPDX expression, often).
     pub name: String,
@@ -109,7 +109,7 @@ pub struct Server {
 }
 
 /// A tag.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tag {
     /// The tag's name.
     pub name: String,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use asyncapi_codegen_fixtures::{nested_types, two_channels, two_parameters, unions};
+use asyncapi_codegen_output::{nested_types, two_channels, two_parameters, unions};
 use serde_json::{json, Value};
 
 /// Runs a future whose handlers never wait (every handler here is ready at once).
@@ -20,14 +20,24 @@ fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Asserts that serde (`deserialize_text`) and the reporting decoder (`decode_value`) agree on
+/// `frame`: both accept it with the same value, or both refuse it. Returns whether it was
+/// accepted.
+fn agree<M: protocol_runtime::Messages + PartialEq + std::fmt::Debug>(frame: &Value) -> bool {
+    let fast = protocol_runtime::deserialize_text::<M>(&frame.to_string());
+    let slow = protocol_runtime::decode_value::<M>(frame).ok();
+    assert_eq!(fast, slow, "the two paths disagree on {frame}");
+    fast.is_some()
+}
+
 fn errors_json<T: serde::Serialize>(errors: &[T]) -> Value {
     serde_json::to_value(errors).unwrap_or_default()
 }
 
 mod chat {
     use super::*;
+    use protocol_runtime::{Dispatched, Framed};
     use two_channels::chat::{dispatch, Handler, Incoming, Outgoing};
-    use two_channels::runtime::{Dispatched, Framed};
     use two_channels::{SaidMessage, SaidPayload, SayMessage};
 
     struct Echo;
@@ -113,8 +123,8 @@ mod chat {
 
 mod presence {
     use super::*;
+    use protocol_runtime::Dispatched;
     use two_channels::presence::{dispatch, Handler, Incoming, Outgoing, ADDRESS};
-    use two_channels::runtime::Dispatched;
     use two_channels::{Online, OnlineMessage};
 
     struct Nobody;
@@ -159,8 +169,8 @@ mod presence {
 mod orders {
     use super::*;
     use nested_types::orders::{dispatch, Handler, Incoming};
-    use nested_types::runtime::Dispatched;
     use nested_types::{Acceptance, Kind, OrderAccepted, OrderStatus, PlaceOrder};
+    use protocol_runtime::Dispatched;
 
     fn full() -> Value {
         json!({"action": "place_order", "payload": {
@@ -192,6 +202,50 @@ mod orders {
         let by_serde: Incoming = serde_json::from_value(full()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(by_serde, Incoming::PlaceOrder(PlaceOrder { payload }));
         assert_eq!(OrderStatus::InTransit.as_str(), "in-transit");
+    }
+
+    #[test]
+    fn serde_and_the_reporting_decoder_agree() {
+        let with = |pointer: &str, value: Value| {
+            let mut frame = full();
+            if let Some(slot) = frame.pointer_mut(pointer) {
+                *slot = value;
+            }
+            frame
+        };
+        let accepted = [
+            full(),
+            with("/payload/coupon", json!("SAVE-TWELVE!")),
+            with("/payload/note", json!("at the door")),
+            with("/payload/status", json!("in-transit")),
+            with("/payload/customer/name", json!("é")),
+        ];
+        for frame in &accepted {
+            assert!(agree::<Incoming>(frame), "{frame} was refused");
+        }
+        let refused = [
+            with("/payload/coupon", json!("THIRTEEN-CHAR")),
+            with("/payload/customer/name", json!("")),
+            with("/payload/gift", Value::Null),
+            with("/payload/status", json!({"new": null})),
+            with(
+                "/payload/customer",
+                json!(["Ada", {"street": "s", "city": "c"}]),
+            ),
+            with("/payload/lines/0/quantity", json!(2.5)),
+            with("/payload/tags", json!(["gift", null])),
+        ];
+        for frame in &refused {
+            assert!(!agree::<Incoming>(frame), "{frame} was accepted");
+        }
+        let mut missing_note = full();
+        if let Some(payload) = missing_note["payload"].as_object_mut() {
+            payload.remove("note");
+        }
+        assert!(
+            !agree::<Incoming>(&missing_note),
+            "a required nullable field may not be left out"
+        );
     }
 
     #[test]
@@ -303,8 +357,8 @@ mod orders {
 
 mod canvas {
     use super::*;
+    use protocol_runtime::Dispatched;
     use unions::canvas::{dispatch, Handler, Incoming, Outgoing};
-    use unions::runtime::Dispatched;
     use unions::{Circle, DrawMessage, Fill, Rectangle, Rgb, Shape};
 
     #[test]
@@ -463,6 +517,10 @@ mod rooms {
             }))
         );
         let long = json!({"action": "post", "payload": "x".repeat(281)});
+        assert!(!agree::<Incoming>(&long));
+        assert!(agree::<Incoming>(
+            &json!({"action": "post", "payload": "x".repeat(280)})
+        ));
         let Err(errors) = Incoming::decode_value(&long) else {
             panic!("expected a rejection");
         };
