@@ -15,7 +15,7 @@
 //!
 //! # One task, one poll
 //!
-//! Reader and writer are one task: [`Session::poll_event`] looks, in this order, at the
+//! Reader and writer are one task: `Session::poll_event` looks, in this order, at the
 //! shutdown signal, the timers, the inbox, the pending writes and finally the socket's next
 //! frame, and returns the first thing that needs an `await` (a client frame to hand to the
 //! app, a membership renewal, the end). Sending to the client is a push onto a queue this task
@@ -33,7 +33,7 @@
 //!
 //! The order of that poll is the flow-control policy, in one place:
 //! - the **outbound queue** bounds deliveries: a client that lets `outbound_queue` frames pile
-//!   up is closed with 1008 `slow consumer` (see [`crate::connection::Outbox`]);
+//!   up is closed with 1008 `slow consumer` (see `Outbox` in `connection.rs`);
 //! - the client's **reading pauses** while `read_pause_frames` frames wait to be written, so a
 //!   client that floods without reading its answers is slowed down by TCP instead of closed;
 //! - deliveries are taken `DELIVERY_BATCH` at a time before the socket is read again, so
@@ -141,7 +141,7 @@ enum Ending {
     Server(CloseReason),
 }
 
-/// What [`Session::poll_event`] hands to the async loop.
+/// What `Session::poll_event` hands to the async loop.
 enum Event<E> {
     /// A message from the client.
     Received(WsMessage),
