@@ -97,8 +97,12 @@ pub struct Config {
     #[arg(long, env = "CLOSE_LINGER_MS", default_value_t = 2000)]
     pub close_linger_ms: u64,
 
-    /// Origins allowed to open WebSockets (comma-separated, e.g. `https://chat.example.com`).
-    /// Empty allows any origin, which suits local development and non-browser clients.
+    /// Browser origins allowed to open WebSockets besides the service's own (comma-separated,
+    /// e.g. `https://chat.example.com`; `*` allows every origin). By default a handshake whose
+    /// `Origin` is not the `Host` it connects to is refused with 403: otherwise any web page a
+    /// user visits could read and post in the rooms of an intranet deployment or of a
+    /// developer's `make run` (cross-site WebSocket hijacking). Clients that send no `Origin`
+    /// (non-browser clients) are always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 

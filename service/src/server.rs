@@ -185,6 +185,30 @@ pub fn router<C: Consumer>(state: AppState<C>) -> Router {
         .with_state(state)
 }
 
+/// The origin policy: a handshake without `Origin` (not from a browser) is allowed; one from a
+/// browser must come from the service's own origin (its `Origin` names the `Host` the request
+/// went to), or from an origin in `allowed` (`*` allows all). An `Origin` that is not text, or
+/// the opaque `null` of sandboxed pages, is refused unless `*` is listed.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    if allowed.iter().any(|a| a == "*") {
+        return true;
+    }
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
 /// Releases an admitted connection's slot when the connection ends (or its upgrade fails).
 struct Admission(Arc<AtomicUsize>);
 
@@ -214,12 +238,9 @@ async fn consumer_socket<C: Consumer>(
             return (refusal.status, refusal.reason).into_response();
         }
     };
-    if !state.config.allowed_origins.is_empty() {
-        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-        if !origin.is_some_and(|o| state.config.allowed_origins.iter().any(|a| a == o)) {
-            state.metrics.refused(Refusal::Origin);
-            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-        }
+    if !origin_allowed(&headers, &state.config.allowed_origins) {
+        state.metrics.refused(Refusal::Origin);
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     if state.shutdown.is_shutting_down() {
         state.metrics.refused(Refusal::ShuttingDown);

@@ -169,25 +169,62 @@ async fn refused_room_names_get_403_with_a_reason() {
 
 #[tokio::test]
 async fn origins_outside_the_allowed_list_are_refused() {
+    use futures_util::{SinkExt, StreamExt};
     let server = TestServer::start_with(Layer::Memory, |c| {
         c.allowed_origins = vec!["https://chat.example".into()];
     })
     .await;
-    let refused = Client::try_connect(&server.room_url("general")).await;
-    assert_eq!(refused.err(), Some((403, "origin not allowed".to_owned())));
+    let with_origin = |origin: &str| {
+        let mut request = server.room_url("general").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+        request
+    };
+    // A page elsewhere cannot use the service from a visitor's browser.
+    for foreign in ["https://evil.example", "null", "http://127.0.0.1:1"] {
+        match tokio_tungstenite::connect_async(with_origin(foreign)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "{foreign}");
+            }
+            other => panic!("{foreign} was not refused: {other:?}"),
+        }
+    }
+    // The listed origin, the service's own page, and clients that send no Origin get in.
+    let own = format!("http://{}", server.server.addr);
+    for request in [
+        with_origin("https://chat.example"),
+        with_origin(&own),
+        server.room_url("general").into_client_request().unwrap(),
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        ws.send(r#"{"action":"ping"}"#.into()).await.unwrap();
+        let pong = ws.next().await.unwrap().unwrap();
+        assert_eq!(
+            pong.to_text().unwrap(),
+            r#"{"action":"pong","payload":null}"#
+        );
+    }
+}
 
-    let mut request = server.room_url("general").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Origin", "https://chat.example".parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    use futures_util::{SinkExt, StreamExt};
-    ws.send(r#"{"action":"ping"}"#.into()).await.unwrap();
-    let pong = ws.next().await.unwrap().unwrap();
-    assert_eq!(
-        pong.to_text().unwrap(),
-        r#"{"action":"pong","payload":null}"#
-    );
+#[tokio::test]
+async fn every_origin_is_allowed_only_when_asked_for() {
+    let request = |server: &TestServer| {
+        let mut request = server.room_url("general").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", "https://evil.example".parse().unwrap());
+        request
+    };
+    let by_default = TestServer::start(Layer::Memory).await;
+    assert!(tokio_tungstenite::connect_async(request(&by_default))
+        .await
+        .is_err());
+    let open =
+        TestServer::start_with(Layer::Memory, |c| c.allowed_origins = vec!["*".into()]).await;
+    assert!(tokio_tungstenite::connect_async(request(&open))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
