@@ -5,6 +5,11 @@
 pub mod close_code {
     /// Server shutting down, or the connection was idle too long.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket protocol (RSV bits, an unmasked or reserved frame, an
+    /// oversized control frame, ...).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame was not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// The client broke a policy: it fell too far behind reading (slow consumer).
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame was larger than the configured maximum.
@@ -33,17 +38,23 @@ pub enum CloseReason {
     WriteTimeout,
     /// The channel layer could not serve the connection (code 1011).
     LayerUnavailable,
+    /// A text frame that was not UTF-8 (code 1007).
+    InvalidUtf8,
+    /// A frame that breaks the WebSocket protocol (code 1002).
+    ProtocolViolation,
 }
 
 impl CloseReason {
     /// Every reason, in a stable order (for metrics output).
-    pub const ALL: [CloseReason; 6] = [
+    pub const ALL: [CloseReason; 8] = [
         CloseReason::SlowConsumer,
         CloseReason::FrameTooLarge,
         CloseReason::Idle,
         CloseReason::Shutdown,
         CloseReason::WriteTimeout,
         CloseReason::LayerUnavailable,
+        CloseReason::InvalidUtf8,
+        CloseReason::ProtocolViolation,
     ];
 
     /// A snake_case label for metrics.
@@ -55,6 +66,8 @@ impl CloseReason {
             Self::Shutdown => "shutdown",
             Self::WriteTimeout => "write_timeout",
             Self::LayerUnavailable => "layer_unavailable",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::ProtocolViolation => "protocol_violation",
         }
     }
 
@@ -66,6 +79,8 @@ impl CloseReason {
             Self::Shutdown => 3,
             Self::WriteTimeout => 4,
             Self::LayerUnavailable => 5,
+            Self::InvalidUtf8 => 6,
+            Self::ProtocolViolation => 7,
         }
     }
 
@@ -79,6 +94,10 @@ impl CloseReason {
             // The socket is not taking writes; a close frame would wait behind the rest.
             Self::WriteTimeout => None,
             Self::LayerUnavailable => Some((close_code::INTERNAL_ERROR, "channel layer closed")),
+            Self::InvalidUtf8 => {
+                Some((close_code::INVALID_PAYLOAD, "invalid UTF-8 in a text frame"))
+            }
+            Self::ProtocolViolation => Some((close_code::PROTOCOL_ERROR, "protocol error")),
         }
     }
 }

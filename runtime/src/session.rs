@@ -241,16 +241,20 @@ where
                     }
                 }
                 Event::ReadFailed(e) => {
-                    return if is_too_large(&e) {
-                        tracing::info!(
+                    let ending = read_failure(&e);
+                    match ending {
+                        Ending::Server(CloseReason::FrameTooLarge) => tracing::info!(
                             limit = self.settings.max_frame_bytes,
                             "frame over the size limit; closing with 1009"
-                        );
-                        Ending::Server(CloseReason::FrameTooLarge)
-                    } else {
-                        tracing::debug!(error = %e, "read error; connection ends");
-                        Ending::ClientLeft
-                    };
+                        ),
+                        Ending::Server(reason) => {
+                            tracing::info!(error = %e, ?reason, "client broke the protocol; closing");
+                        }
+                        Ending::ClientLeft => {
+                            tracing::debug!(error = %e, "read error; connection ends")
+                        }
+                    }
+                    return ending;
                 }
                 Event::Refresh => self.conn.refresh_groups().await,
                 Event::End(ending) => return ending,
@@ -469,16 +473,30 @@ where
     }
 }
 
-fn is_too_large(e: &impl std::fmt::Display) -> bool {
-    // axum wraps tungstenite's error and does not re-export its type, so the capacity error
-    // ("Space limit exceeded: Message too long") is recognised by its text rather than by
-    // downcasting to a tungstenite version that may differ from axum's. The oversized-frame
-    // end-to-end test pins this behaviour.
+/// What a read error means for the connection. axum wraps tungstenite's error and does not
+/// re-export its type, so errors are told apart by tungstenite's messages rather than by
+/// downcasting to a tungstenite version that may differ from axum's; the end-to-end tests of
+/// 1009, 1007 and 1002 pin them.
+fn read_failure(e: &impl std::fmt::Display) -> Ending {
     let text = e.to_string();
-    text.contains("Space limit exceeded")
+    if text.contains("Space limit exceeded")
         || text.contains("too long")
         || text.contains("Message too big")
         || text.contains("capacity")
+    {
+        Ending::Server(CloseReason::FrameTooLarge)
+    } else if text.starts_with("UTF-8 encoding error") {
+        Ending::Server(CloseReason::InvalidUtf8)
+    } else if text.starts_with("WebSocket protocol error")
+        && !text.contains("without closing handshake")
+    {
+        // A client that vanished mid-connection is not a protocol violation; everything else
+        // tungstenite reports under this heading is (RSV bits, masking, opcodes, control
+        // frames, fragmentation).
+        Ending::Server(CloseReason::ProtocolViolation)
+    } else {
+        Ending::ClientLeft
+    }
 }
 
 fn close_frame(code: u16, reason: &'static str) -> WsMessage {

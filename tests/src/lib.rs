@@ -261,6 +261,11 @@ impl Client {
         self.send_text(&value.to_string()).await;
     }
 
+    /// Sends one raw frame as it is (for frames a well-behaved client would never send).
+    pub async fn send_raw(&mut self, frame: tungstenite::protocol::frame::Frame) {
+        self.ws.send(Message::Frame(frame)).await.unwrap();
+    }
+
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.ws.send(Message::binary(bytes)).await.unwrap();
     }

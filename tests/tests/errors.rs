@@ -117,6 +117,50 @@ async fn an_oversized_frame_closes_with_1009_and_others_are_unaffected() {
 }
 
 #[tokio::test]
+async fn invalid_utf8_closes_with_1007_and_protocol_violations_with_1002() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let server = TestServer::start(Layer::Memory).await;
+    let mut peer = server.join_first("general").await;
+    let text = |bytes: &'static [u8]| Frame::message(bytes, OpCode::Data(Data::Text), true);
+    let with_rsv1 = {
+        let mut frame = text(b"{}");
+        frame.header_mut().rsv1 = true; // no extension was negotiated
+        frame
+    };
+    let reserved_opcode = Frame::message(&b"x"[..], OpCode::Data(Data::Reserved(3)), true);
+    let cases = [
+        (
+            text(b"{\"action\": \"room_chat\", \"payload\": {\"message\": \"\xff\"}}"),
+            1007,
+        ),
+        (with_rsv1, 1002),
+        (reserved_opcode, 1002),
+    ];
+    for (frame, code) in cases {
+        let mut bad = server.join("general").await;
+        assert_eq!(peer.recv_json().await, joined("general"));
+        bad.send_raw(frame).await;
+        let (_, closed) = bad.recv_until_closed(Duration::from_secs(5)).await;
+        assert!(
+            matches!(&closed, Closed::Frame(c, _) if *c == code),
+            "expected close {code}, got {closed:?}"
+        );
+        assert_eq!(peer.recv_json().await, room_chat_e2e::left("general"));
+    }
+    // Every closure is counted once, under its reason.
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains(r#"room_chat_connections_closed_total{reason="invalid_utf8"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"room_chat_connections_closed_total{reason="protocol_violation"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn refused_room_names_get_403_with_a_reason() {
     let server = TestServer::start(Layer::Memory).await;
     let long = "a".repeat(101);
