@@ -243,15 +243,17 @@ where
                 Event::ReadFailed(e) => {
                     let ending = read_failure(&e);
                     match ending {
-                        Ending::Server(CloseReason::FrameTooLarge) => tracing::info!(
-                            limit = self.settings.max_frame_bytes,
-                            "frame over the size limit; closing with 1009"
-                        ),
+                        Ending::Server(CloseReason::FrameTooLarge) => {
+                            tracing::info!(
+                                limit = self.settings.max_frame_bytes,
+                                "frame over the size limit; closing with 1009"
+                            );
+                        }
                         Ending::Server(reason) => {
                             tracing::info!(error = %e, ?reason, "client broke the protocol; closing");
                         }
                         Ending::ClientLeft => {
-                            tracing::debug!(error = %e, "read error; connection ends")
+                            tracing::debug!(error = %e, "read error; connection ends");
                         }
                     }
                     return ending;
