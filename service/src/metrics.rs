@@ -23,6 +23,8 @@ pub enum Refusal {
     Capacity,
     /// The server is shutting down (HTTP 503).
     ShuttingDown,
+    /// The app's channel layer is down (HTTP 503).
+    LayerDown,
 }
 
 impl Refusal {
@@ -31,6 +33,7 @@ impl Refusal {
             Self::Origin => "origin",
             Self::Capacity => "capacity",
             Self::ShuttingDown => "shutting_down",
+            Self::LayerDown => "layer_unavailable",
         }
     }
 }

@@ -246,6 +246,12 @@ async fn consumer_socket<C: Consumer>(
         state.metrics.refused(Refusal::ShuttingDown);
         return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down").into_response();
     }
+    // While the layer is down the connection could join nothing: say so before the upgrade,
+    // rather than upgrading and closing with 1011 a moment later.
+    if !state.layer.health().borrow().is_up() {
+        state.metrics.refused(Refusal::LayerDown);
+        return (StatusCode::SERVICE_UNAVAILABLE, "channel layer unavailable").into_response();
+    }
     let previous = state.admitted.fetch_add(1, Ordering::AcqRel);
     let admission = Admission(state.admitted.clone());
     if previous >= state.config.max_connections {

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use room_chat_e2e::{chat, eventually, joined, left, Closed, Layer, RedisServer, TestServer};
+use room_chat_e2e::{
+    chat, eventually, joined, left, Client, Closed, Layer, RedisServer, TestServer,
+};
 
 /// Declares a test per Redis layer.
 macro_rules! on_redis_layers {
@@ -104,6 +106,12 @@ async fn redis_outage_turns_health_red_then_green_and_chat_resumes(
     );
     a.send_text(r#"{"action":"ping"}"#).await;
     assert_eq!(a.recv_text().await, r#"{"action":"pong","payload":null}"#);
+    // A newcomer is told before the upgrade.
+    let refused = Client::try_connect(&server.room_url("general")).await;
+    assert_eq!(
+        refused.err(),
+        Some((503, "channel layer unavailable".to_owned()))
+    );
     let alias = match layer() {
         Layer::Queue(_) => "queue",
         _ => "chat",
