@@ -72,8 +72,9 @@ impl Consumer for RoomChatConsumer {
         // (one percent-decoded UTF-8 segment); the room-name rule then applies to the text.
         let params = Params::from_path(handshake.path)
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "room_name", e.to_string()))?;
-        check_room_name(&params.room_name, settings.max_room_name_chars).map_err(refuse)?;
-        Ok(Self::new(params))
+        let room_name =
+            room_name(&params.room_name, settings.max_room_name_chars).map_err(refuse)?;
+        Ok(Self::new(Params { room_name }))
     }
 
     async fn on_connect(&self, conn: &mut Connection<Outgoing>) -> Result<(), ConsumerError> {
@@ -180,15 +181,29 @@ pub enum RoomNameError {
     /// Contains a control character.
     #[error("room name must not contain control characters")]
     Control,
+    /// Contains an invisible formatting character (bidi override, zero-width, BOM, ...).
+    #[error("room name must not contain invisible formatting characters (such as U+{0:04X})")]
+    Format(u32),
+    /// Contains a line or paragraph separator.
+    #[error("room name must not contain line or paragraph separators")]
+    Separator,
     /// Starts or ends with whitespace.
     #[error("room name must not start or end with whitespace")]
     Whitespace,
 }
 
-/// The room-name rule (also stated in the spec's `room_name` parameter): 1 to `max` characters
-/// of printable text, non-ASCII included, without `/`, control characters, or surrounding
-/// whitespace. Layers that need ASCII group names get a safe mapping of it.
-pub fn check_room_name(name: &str, max: usize) -> Result<(), RoomNameError> {
+/// The room-name rule (also stated in the contract's `room_name` parameter), returning the
+/// name as the room is known: in Unicode NFC, so that `café` typed with a combining accent
+/// (NFD, as some keyboards and file systems produce) is the same room as the precomposed one.
+/// The name must then be 1 to `max` characters of visible text, non-ASCII included, without
+/// `/`, control characters, invisible formatting characters (bidi overrides and isolates,
+/// zero-width characters, the BOM, soft hyphens: they make two rooms look alike or reorder
+/// what a reader sees), line or paragraph separators, or surrounding whitespace. Layers that
+/// need ASCII group names get a safe mapping of it.
+pub fn room_name(text: &str, max: usize) -> Result<String, RoomNameError> {
+    use unicode_general_category::{get_general_category, GeneralCategory};
+    use unicode_normalization::UnicodeNormalization;
+    let name: String = text.nfc().collect();
     if name.is_empty() {
         return Err(RoomNameError::Empty);
     }
@@ -198,11 +213,50 @@ pub fn check_room_name(name: &str, max: usize) -> Result<(), RoomNameError> {
     if name.contains('/') {
         return Err(RoomNameError::Slash);
     }
-    if name.chars().any(char::is_control) {
-        return Err(RoomNameError::Control);
+    for c in name.chars() {
+        match get_general_category(c) {
+            GeneralCategory::Control => return Err(RoomNameError::Control),
+            GeneralCategory::Format => return Err(RoomNameError::Format(u32::from(c))),
+            GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+                return Err(RoomNameError::Separator)
+            }
+            _ => {}
+        }
     }
     if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
         return Err(RoomNameError::Whitespace);
     }
-    Ok(())
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_room_per_text_and_no_invisible_characters() {
+        assert_eq!(room_name("cafe\u{301}", 100), room_name("café", 100));
+        assert_eq!(room_name("café", 100).as_deref(), Ok("café"));
+        assert_eq!(room_name("general", 100).as_deref(), Ok("general"));
+        for (bad, why) in [
+            ("a\u{202E}b", RoomNameError::Format(0x202E)),
+            ("a\u{200B}b", RoomNameError::Format(0x200B)),
+            ("\u{FEFF}room", RoomNameError::Format(0xFEFF)),
+            ("a\u{2066}b", RoomNameError::Format(0x2066)),
+            ("a\u{2028}b", RoomNameError::Separator),
+            ("a\u{2029}b", RoomNameError::Separator),
+            ("a\u{7}b", RoomNameError::Control),
+            ("a/b", RoomNameError::Slash),
+            (" a", RoomNameError::Whitespace),
+            ("", RoomNameError::Empty),
+        ] {
+            assert_eq!(room_name(bad, 100), Err(why), "{bad:?}");
+        }
+        // The limit counts characters of the normalised name: 100 composed é pass.
+        assert!(room_name(&"e\u{301}".repeat(100), 100).is_ok());
+        assert_eq!(
+            room_name(&"é".repeat(101), 100),
+            Err(RoomNameError::TooLong { max: 100 })
+        );
+    }
 }

@@ -161,6 +161,18 @@ async fn invalid_utf8_closes_with_1007_and_protocol_violations_with_1002() {
 }
 
 #[tokio::test]
+async fn a_name_in_nfd_and_in_nfc_is_one_room() {
+    let server = TestServer::start(Layer::Memory).await;
+    let mut composed = Client::connect(&server.room_url("caf%C3%A9")).await;
+    composed.sync().await;
+    let mut decomposed = Client::connect(&server.room_url("cafe%CC%81")).await;
+    assert_eq!(composed.recv_json().await, joined("café"));
+    decomposed.chat("same room?").await;
+    assert_eq!(decomposed.recv_json().await, chat("same room?", "café"));
+    assert_eq!(composed.recv_json().await, chat("same room?", "café"));
+}
+
+#[tokio::test]
 async fn refused_room_names_get_403_with_a_reason() {
     let server = TestServer::start(Layer::Memory).await;
     let long = "a".repeat(101);
@@ -172,6 +184,18 @@ async fn refused_room_names_get_403_with_a_reason() {
             "room name must not start or end with whitespace",
         ),
         (long.as_str(), "room name is longer than 100 characters"),
+        (
+            "a%E2%80%AEb",
+            "room name must not contain invisible formatting characters (such as U+202E)",
+        ),
+        (
+            "%EF%BB%BFroom",
+            "room name must not contain invisible formatting characters (such as U+FEFF)",
+        ),
+        (
+            "a%E2%80%A8b",
+            "room name must not contain line or paragraph separators",
+        ),
     ];
     for (segment, reason) in cases {
         let refused = Client::try_connect(&server.room_url(segment)).await;
@@ -206,7 +230,7 @@ async fn refused_room_names_get_403_with_a_reason() {
     // The refusals are counted.
     let (_, metrics) = server.get("/metrics").await;
     assert!(
-        metrics.contains("room_chat_handshakes_refused_total{reason=\"room_name\"} 8"),
+        metrics.contains("room_chat_handshakes_refused_total{reason=\"room_name\"} 11"),
         "{metrics}"
     );
 }

@@ -263,10 +263,12 @@ pub mod room_chat {
     #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
     pub struct Params {
         /// The room to join: the percent-decoded path segment (`a%20b` is the room "a b",
-        /// `caf%C3%A9` is "café"). Any printable text of 1 to 100 characters is accepted,
-        /// non-ASCII included; it must not contain `/`, control characters or surrounding
-        /// whitespace. A name outside this rule is refused at the handshake with HTTP 403 and
-        /// a plain-text reason.
+        /// `caf%C3%A9` is "café"), normalised to Unicode NFC, so a name typed with combining
+        /// accents is the same room as its precomposed form. Any visible text of 1 to 100
+        /// characters is accepted, non-ASCII included; it must not contain `/`, control
+        /// characters, invisible formatting characters (bidi overrides, zero-width characters,
+        /// the BOM), line or paragraph separators, or surrounding whitespace. A name outside
+        /// this rule is refused at the handshake with HTTP 403 and a plain-text reason.
         pub room_name: String,
     }
 
