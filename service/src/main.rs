@@ -15,12 +15,17 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Colours only for a person at a terminal: a log file or a collector should not get ANSI
+    // escape codes in its lines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
     let config = Config::parse();
+    check_open_files(config.max_connections);
     let layers = LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits())
         .context("setting up the channel layers")?;
     let app = config.room_chat_settings();
@@ -36,6 +41,39 @@ async fn main() -> anyhow::Result<()> {
     let clean = server.shutdown().await;
     tracing::info!(clean, "stopped");
     Ok(())
+}
+
+/// File descriptors the process needs beside its WebSocket connections: the listener, Redis
+/// connections, logs, and handshakes in progress.
+const SPARE_FILES: u64 = 256;
+
+/// Raises the open-file limit to what `max_connections` needs, as far as the hard limit allows,
+/// and warns when it stays below: past the limit `accept` fails, and the service (its health
+/// endpoint included) becomes unreachable long before the connection cap refuses anyone.
+fn check_open_files(max_connections: usize) {
+    use rlimit::Resource;
+    let needed = max_connections as u64 + SPARE_FILES;
+    let limit = match rlimit::getrlimit(Resource::NOFILE) {
+        Ok((soft, _)) if soft >= needed => return,
+        Ok((soft, hard)) => match rlimit::setrlimit(Resource::NOFILE, needed.min(hard), hard) {
+            Ok(()) => needed.min(hard),
+            Err(_) => soft,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit");
+            return;
+        }
+    };
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            max_connections,
+            "the open-file limit is below what --max-connections needs; raise it (ulimit -n) or lower the cap"
+        );
+    } else {
+        tracing::info!(limit, "raised the open-file limit for --max-connections");
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
