@@ -72,6 +72,18 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
 
+    /// Longest a client may take to send a request's headers, in milliseconds, including the
+    /// wait for the next request on a kept-alive connection; then the connection is closed.
+    /// Without it, sockets that send nothing (or drip a header line every few seconds) stay
+    /// open forever and use up file descriptors. 10 s is generous for any real client.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Most TCP connections that have not (yet) become WebSockets: HTTP requests and
+    /// handshakes in progress, kept-alive page loads. Further connections wait in the
+    /// listener's backlog until one finishes, so idle sockets cannot starve the process of file
+    /// descriptors; upgraded WebSockets count against `MAX_CONNECTIONS` instead.
+    #[arg(long, env = "MAX_PENDING_CONNECTIONS", default_value_t = 1024)]
+    pub max_pending_connections: usize,
     /// Longest accepted room name, in characters (Unicode scalar values). The Python layers cap
     /// group names at 100; `room_` plus 100 characters still maps to a safe name.
     #[arg(long, env = "MAX_ROOM_NAME_CHARS", default_value_t = 100)]
@@ -225,6 +237,11 @@ impl Config {
             pubsub_dispatch_queue: self.pubsub_dispatch_queue.max(1),
             ..room_chat_layers::LayerLimits::default()
         }
+    }
+
+    /// [`Self::header_read_timeout_ms`] as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms.max(1))
     }
 
     /// [`Self::close_linger_ms`] as a duration.

@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
-    check_open_files(config.max_connections);
+    check_open_files(config.max_connections + config.max_pending_connections);
     let layers = LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits())
         .context("setting up the channel layers")?;
     let app = config.room_chat_settings();
@@ -47,12 +47,13 @@ async fn main() -> anyhow::Result<()> {
 /// connections, logs, and handshakes in progress.
 const SPARE_FILES: u64 = 256;
 
-/// Raises the open-file limit to what `max_connections` needs, as far as the hard limit allows,
+/// Raises the open-file limit to what the connection caps need (WebSockets plus connections
+/// not yet upgraded), as far as the hard limit allows,
 /// and warns when it stays below: past the limit `accept` fails, and the service (its health
 /// endpoint included) becomes unreachable long before the connection cap refuses anyone.
-fn check_open_files(max_connections: usize) {
+fn check_open_files(connections: usize) {
     use rlimit::Resource;
-    let needed = max_connections as u64 + SPARE_FILES;
+    let needed = connections as u64 + SPARE_FILES;
     let limit = match rlimit::getrlimit(Resource::NOFILE) {
         Ok((soft, _)) if soft >= needed => return,
         Ok((soft, hard)) => match rlimit::setrlimit(Resource::NOFILE, needed.min(hard), hard) {
@@ -68,8 +69,8 @@ fn check_open_files(max_connections: usize) {
         tracing::warn!(
             limit,
             needed,
-            max_connections,
-            "the open-file limit is below what --max-connections needs; raise it (ulimit -n) or lower the cap"
+            connections,
+            "the open-file limit is below what --max-connections needs (with --max-pending-connections); raise it (ulimit -n) or lower the caps"
         );
     } else {
         tracing::info!(limit, "raised the open-file limit for --max-connections");

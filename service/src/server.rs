@@ -23,7 +23,6 @@ use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use room_chat_layers::{ChannelLayer, LayerHealth, LayerRegistry};
 use tokio::net::TcpListener;
@@ -380,6 +379,92 @@ async fn metrics(State(state): State<Core>) -> Response {
         .into_response()
 }
 
+/// Accepts TCP connections and serves HTTP on them until `stop`, then lets the connections in
+/// progress finish (graceful shutdown; upgraded WebSockets are the runtime's, see [`Shutdown`]).
+///
+/// Our own loop rather than `axum::serve`, for the limits at the edge:
+/// - **a cap before the upgrade** (`MAX_PENDING_CONNECTIONS`): a permit per TCP connection,
+///   held until it is upgraded or closed; without a permit the loop stops accepting, and new
+///   connections wait in the kernel's backlog instead of taking a file descriptor each;
+/// - **a header-read timeout** (`HEADER_READ_TIMEOUT_MS`), which hyper also applies while a
+///   kept-alive connection waits for its next request, so silent sockets are closed;
+/// - `TCP_NODELAY` on every socket (Nagle's algorithm would hold small frames back ~40 ms);
+/// - accept errors (out of file descriptors) are logged and retried after a pause, never fatal.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    config: Arc<Config>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), ServerError> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
+
+    let pending = Arc::new(tokio::sync::Semaphore::new(
+        config.max_pending_connections.max(1),
+    ));
+    let connections = tokio_util::task::TaskTracker::new();
+    // HTTP/1.1 only: WebSockets need it, browsers speak nothing else over plain HTTP, and the
+    // header-read timer then runs from the first byte awaited (an HTTP/2 sniffing step first
+    // would wait for a silent socket with no timer at all).
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout());
+    let service = TowerToHyperService::new(app.map_request(
+        |request: axum::http::Request<hyper::body::Incoming>| request.map(axum::body::Body::new),
+    ));
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            permit = pending.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed; retrying shortly");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let connection = builder
+            .serve_connection(TokioIo::new(tcp), service.clone())
+            .with_upgrades();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            // Ends when the client goes, the header timeout fires, or the connection is
+            // upgraded (the WebSocket then lives on in its own task, counted elsewhere). At
+            // shutdown a request in progress is finished, then the connection closes.
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
 /// A server running in the background (what `main` and the tests use), serving consumer `C`
 /// on its WebSocket address.
 pub struct RunningServer<C: Consumer = RoomChatConsumer> {
@@ -413,20 +498,12 @@ impl<C: Consumer> RunningServer<C> {
         let addr = listener.local_addr()?;
         let state = AppState::<C>::new(config, layers, app)?;
         let stop = tokio_util::sync::CancellationToken::new();
-        let app = router(state.clone());
-        let stopped = stop.clone();
-        // Nagle's algorithm would hold small chat frames back for up to 40 ms waiting for more.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await
-                .map_err(ServerError::Io)
-        });
+        let task = tokio::spawn(accept_loop(
+            listener,
+            router(state.clone()),
+            state.config.clone(),
+            stop.clone(),
+        ));
         Ok(Self {
             addr,
             state,

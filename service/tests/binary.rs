@@ -77,6 +77,14 @@ fn an_open_file_limit_below_the_cap_is_reported() {
         log.contains("open-file limit is below what --max-connections needs"),
         "{log}"
     );
-    let fine = startup_log(&["--max-connections", "100"], Some(1024));
+    let fine = startup_log(
+        &[
+            "--max-connections",
+            "100",
+            "--max-pending-connections",
+            "100",
+        ],
+        Some(1024),
+    );
     assert!(!fine.contains("open-file limit is below"), "{fine}");
 }

@@ -138,3 +138,65 @@ async fn a_connection_open_longer_than_the_group_expiry_keeps_receiving_its_room
         "no membership expired: {metrics}"
     );
 }
+
+/// Sockets that never send a request are closed after the header-read timeout, and at most
+/// `max_pending_connections` of them hold a slot, while real clients keep connecting.
+#[tokio::test]
+async fn silent_tcp_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start_with(Layer::Memory, |c| {
+        c.header_read_timeout_ms = 1000;
+        c.max_pending_connections = 300;
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(tokio::net::TcpStream::connect(server.addr()).await.unwrap());
+    }
+    // Real clients are not held up by them.
+    let mut a = server.join_first("general").await;
+    let mut b = server.join("general").await;
+    assert_eq!(a.recv_json().await, joined("general"));
+    b.chat("still here").await;
+    assert_eq!(a.recv_json().await, chat("still here", "general"));
+    assert_eq!(b.recv_json().await, chat("still here", "general"));
+    // Every silent socket is closed by the server (EOF) once the timeout passes.
+    let started = std::time::Instant::now();
+    for socket in &mut silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut byte))
+            .await
+            .expect("closed within the header timeout and some slack");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The WebSockets were upgraded, so the timeout does not touch them.
+    a.chat("after").await;
+    assert_eq!(b.recv_json().await, chat("after", "general"));
+}
+
+/// Beyond `max_pending_connections`, new TCP connections wait in the backlog and are served
+/// as soon as a pending one ends.
+#[tokio::test]
+async fn connections_past_the_pending_cap_wait_for_a_slot() {
+    let server = TestServer::start_with(Layer::Memory, |c| {
+        c.header_read_timeout_ms = 1500;
+        c.max_pending_connections = 20;
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(tokio::net::TcpStream::connect(server.addr()).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // All slots are held by silent sockets: a request waits for one of them to time out.
+    let started = std::time::Instant::now();
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "served before a slot was free: {:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
