@@ -1,5 +1,5 @@
-//! The decoder and dispatcher against the wire protocol of DESIGN §3: every row of the error
-//! table, as the exact `error` frame the client receives, plus the envelope rules.
+//! The decoder and dispatcher against chanx's wire protocol: every row of the error table, as
+//! the exact `error` frame the client receives, plus the envelope rules.
 
 use std::future::Future;
 use std::pin::pin;

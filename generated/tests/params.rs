@@ -1,5 +1,5 @@
-//! `room_chat::Params::from_path`: the room name is the percent-decoded path segment (DESIGN §2
-//! and §3), and a path that is not an address of the channel says which parameter failed.
+//! `room_chat::Params::from_path`: the room name is the percent-decoded path segment, and a
+//! path that is not an address of the channel says which parameter failed.
 
 use room_chat_protocol::room_chat::{Params, ParamsError, ADDRESS};
 

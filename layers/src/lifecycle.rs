@@ -1,7 +1,7 @@
 //! The lifecycle every layer shares: open until `close`, background tasks that stop on
 //! shutdown, and a `close` that waits for them.
 //!
-//! Shutdown is a value passed to every task, not a flag each task polls (STYLE §7): a task
+//! Shutdown is a value passed to every task, not a flag each task polls: a task
 //! waits on [`Lifecycle::shutdown`] next to its real work (`select!`), so `close` reaches it
 //! even while it is blocked on Redis, and the [`TaskTracker`] lets `close` wait until every
 //! task has actually returned (including clean-ups spawned from `Drop`, which cannot await).

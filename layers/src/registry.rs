@@ -13,7 +13,7 @@ use crate::{ChannelLayer, LayerError};
 
 /// The limits of the standard layers, set once at the edge (the service's configuration) and
 /// applied to every alias by [`LayerRegistry::standard_with`]. What each alias *is* (kind,
-/// prefix, and the queue aliases' tutorial expiry and capacity, DESIGN §4) stays fixed; how
+/// prefix, and the queue aliases' tutorial expiry and capacity) stays fixed; how
 /// much memory, time and patience the layers spend is tuned here.
 ///
 /// `Default` gives the layers' own defaults, listed on each field.
@@ -184,13 +184,13 @@ impl LayerRegistry {
         result
     }
 
-    /// The five aliases of the tutorial (DESIGN §4) with default limits:
+    /// The five aliases of the tutorial with default limits:
     /// `standard_with(redis_url, &LayerLimits::default())`.
     pub fn standard(redis_url: Option<&str>) -> Result<Self, LayerError> {
         Self::standard_with(redis_url, &LayerLimits::default())
     }
 
-    /// The five aliases of the tutorial (DESIGN §4), with the given [`LayerLimits`]:
+    /// The five aliases of the tutorial, with the given [`LayerLimits`]:
     ///
     /// | alias | kind | settings |
     /// |---|---|---|

@@ -78,7 +78,7 @@ async fn run_python(kind: &str, url: &str, prefix: &str, args: [&str; 3]) {
     );
 }
 
-/// A broadcast as chanx sends it (DESIGN §4), with non-ASCII text and mixed number types.
+/// A broadcast as chanx sends it (its `handle_group_message` map), with non-ASCII text and mixed number types.
 fn broadcast(from: &str) -> serde_json::Value {
     json!({
         "type": "handle_group_message",

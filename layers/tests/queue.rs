@@ -1,5 +1,5 @@
-//! Queue specifics the conformance suite cannot see: the exact Redis layout of DESIGN §4, and
-//! drops that happen inside Redis.
+//! Queue specifics the conformance suite cannot see: the exact Redis layout (the Python
+//! layers' key formats), and drops that happen inside Redis.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
