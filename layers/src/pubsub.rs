@@ -276,16 +276,7 @@ impl RedisPubSubLayer {
             // `new_channel` does. One that was up and lost it refuses at once instead, so that
             // during an outage senders hear so immediately rather than one timeout later.
             let first_connection = !host.was_up.load(Ordering::Acquire);
-            let mut up = host.sink.subscribe();
-            let connected = first_connection
-                && matches!(
-                    timeout(
-                        self.shared.settings.connection.connect_timeout,
-                        up.wait_for(Option::is_some)
-                    )
-                    .await,
-                    Ok(Ok(_))
-                );
+            let connected = first_connection && self.shared.wait_for_subscriber(host).await;
             if !connected || !host.listening.load(Ordering::Acquire) {
                 return Err(host.redis.unavailable("not subscribed (reconnecting)"));
             }
@@ -325,15 +316,8 @@ impl Shared {
             let local = lock(&self.local);
             names.iter().any(|n| local.wants(n))
         };
-        if wants_any && host.sink.borrow().is_none() {
-            let mut rx = host.sink.subscribe();
-            let ready = tokio::select! {
-                r = timeout(settings.connect_timeout, rx.wait_for(Option::is_some)) => matches!(r, Ok(Ok(_))),
-                () = self.lifecycle.shutdown.cancelled() => false,
-            };
-            if !ready {
-                return Err(host.redis.unavailable("not connected"));
-            }
+        if wants_any && host.sink.borrow().is_none() && !self.wait_for_subscriber(host).await {
+            return Err(host.redis.unavailable("not connected"));
         }
         let mut subscribed = host.subscribed.lock().await;
         // Read the sink and the wishes only now, under the subscription lock: the subscriber
@@ -380,6 +364,17 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Waits up to `connect_timeout` (or until shutdown) for `host`'s subscriber connection;
+    /// `true` once it is there.
+    async fn wait_for_subscriber(&self, host: &SubscriberHost) -> bool {
+        let mut connected = host.sink.subscribe();
+        let limit = self.settings.connection.connect_timeout;
+        tokio::select! {
+            r = timeout(limit, connected.wait_for(Option::is_some)) => matches!(r, Ok(Ok(_))),
+            () = self.lifecycle.shutdown.cancelled() => false,
+        }
     }
 
     /// Reconciles names spread over any hosts.

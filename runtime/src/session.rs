@@ -115,6 +115,11 @@ pub async fn serve<C, S, E>(
         last_heard: Instant::now(),
         writer: Writer::new(settings.write_timeout),
         write_bound: settings.write_timeout,
+        completions: if settings.send_completion {
+            Completions::of::<C>()
+        } else {
+            None
+        },
         socket,
         consumer,
         conn,
@@ -170,6 +175,34 @@ struct Session<C: Consumer, S> {
     writer: Writer,
     /// How long the final writes (the close frame) may take.
     write_bound: Duration,
+    /// The encoded completion frames, when `send_completion` is on: encoded once per
+    /// connection, not once per frame or per delivery.
+    completions: Option<Completions>,
+}
+
+/// `complete` and `group_complete`, ready to write.
+struct Completions {
+    handled: Utf8Bytes,
+    delivered: Utf8Bytes,
+}
+
+impl Completions {
+    fn of<C: Consumer>() -> Option<Self> {
+        let (handled, delivered) = C::completion_frames();
+        match (
+            serde_json::to_string(&handled),
+            serde_json::to_string(&delivered),
+        ) {
+            (Ok(handled), Ok(delivered)) => Some(Self {
+                handled: Utf8Bytes::from(handled),
+                delivered: Utf8Bytes::from(delivered),
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "the completion frames do not encode; sending none");
+                None
+            }
+        }
+    }
 }
 
 impl<C, S, E> Session<C, S>
@@ -392,8 +425,8 @@ where
                 self.conn.outbox.push_text(error_frame);
             }
         }
-        if self.settings.send_completion {
-            let _ = self.conn.send(&C::completion_frames().0);
+        if let Some(completions) = &self.completions {
+            self.conn.outbox.push_text(completions.handled.clone());
         }
     }
 
@@ -405,8 +438,8 @@ where
             Ok(delivery) => {
                 if delivery.is_for(self.conn.channel_name()) {
                     self.conn.outbox.push_text(delivery.frame.clone());
-                    if self.settings.send_completion {
-                        let _ = self.conn.send(&C::completion_frames().1);
+                    if let Some(completions) = &self.completions {
+                        self.conn.outbox.push_text(completions.delivered.clone());
                     }
                 }
             }
