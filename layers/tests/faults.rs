@@ -12,7 +12,7 @@ use std::time::Duration;
 use room_chat_layers::pubsub::{PubSubSettings, RedisPubSubLayer};
 use room_chat_layers::queue::{QueueSettings, RedisQueueLayer};
 use room_chat_layers::testing::RedisServer;
-use room_chat_layers::{ChannelLayer, LayerError};
+use room_chat_layers::{ChannelLayer, DropReason, LayerError};
 use serde_json::json;
 use support::{group, init_tracing, msg, recv};
 
@@ -225,6 +225,48 @@ async fn pubsub_failed_re_add_keeps_an_existing_membership() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("after")));
+    drop(inbox);
+    layer.close().await.unwrap();
+}
+
+/// A broadcast that was accepted but could not be written (Redis hung before it answered) is
+/// counted as `publish_failed`, and later sends are refused until the layer is back.
+#[tokio::test]
+async fn pubsub_counts_a_publish_that_redis_never_answered() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()])).unwrap();
+    let inbox = layer.new_channel().await.unwrap();
+    layer.group_add(&group("room"), inbox.name()).await.unwrap();
+    let mut health = layer.health();
+    health.wait_for(|h| h.is_up()).await.unwrap();
+    redis.freeze().await.unwrap();
+    // Still subscribed as far as the layer knows: the send is accepted, then times out.
+    layer
+        .group_send(&group("room"), msg(json!({"n": "into the hang"})))
+        .await
+        .unwrap();
+    let counted = tokio::time::timeout(Duration::from_secs(5), async {
+        while layer.stats().dropped(DropReason::PublishFailed) == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        counted.is_ok(),
+        "the lost publish is counted: {:?}",
+        layer.stats()
+    );
+    tokio::time::timeout(Duration::from_secs(5), health.wait_for(|h| !h.is_up()))
+        .await
+        .expect("the hang is reported")
+        .unwrap();
+    let refused = layer.group_send(&group("room"), msg(json!({}))).await;
+    assert!(
+        matches!(refused, Err(LayerError::Unavailable { .. })),
+        "{refused:?}"
+    );
+    redis.thaw().await.unwrap();
     drop(inbox);
     layer.close().await.unwrap();
 }
