@@ -13,14 +13,17 @@ use room_chat_layers::testing::RedisServer;
 use room_chat_layers::LayerRegistry;
 
 async fn service(redis_url: Option<String>) -> RunningServer {
-    let config = Config {
+    let mut config = Config {
         host: "127.0.0.1".parse().unwrap(),
         port: 0,
         redis_url,
-        shutdown_drain_ms: 50,
-        shutdown_timeout_secs: 2,
         ..Config::default()
     };
+    config.edge.shutdown_drain = std::time::Duration::from_millis(50);
+    config.edge.shutdown_timeout = std::time::Duration::from_secs(2);
+    // Saturation runs measure the delivery path, as the reference server (which has no limit)
+    // does: the inbound rate limit would only pace the senders.
+    config.session.inbound_rate = 0;
     let layers =
         LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits()).unwrap();
     RunningServer::start(config, layers).await.unwrap()

@@ -28,8 +28,8 @@ include!(concat!(env!("OUT_DIR"), "/protocol.rs"));
 /// [`room_chat::dispatch`], the `error` frames, the envelope, and path parameters.
 pub mod runtime {
     pub use protocol_runtime::{
-        encode_path_segment, failure_frame, rejection_frame, Dispatched, Envelope, ErrorItem,
-        Framed, Loc, LocPart, ParamsError, ENVELOPE_VERSION,
+        detail_frame, encode_path_segment, failure_frame, rejection_frame, Dispatched, Envelope,
+        ErrorItem, Framed, Loc, LocPart, ParamsError, ENVELOPE_VERSION,
     };
 }
 

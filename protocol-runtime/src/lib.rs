@@ -28,4 +28,4 @@ pub use decode::Loc;
 pub use envelope::{Dispatched, Envelope, Framed, ENVELOPE_VERSION};
 pub use frame::{decode_text, decode_value, deserialize_text, Messages};
 pub use path::{encode_path_segment, ParamsError};
-pub use report::{failure_frame, rejection_frame, ErrorItem, LocPart};
+pub use report::{detail_frame, failure_frame, rejection_frame, ErrorItem, LocPart};

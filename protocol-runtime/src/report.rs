@@ -49,14 +49,18 @@ pub fn rejection_frame(errors: &[ErrorItem]) -> String {
 
 /// The `error` frame for a handler that failed; what went wrong stays in the server's log.
 pub fn failure_frame(action: &str) -> String {
+    detail_frame(&format!("Failed to process message for {action}"))
+}
+
+/// An `error` frame whose payload is `{"detail": detail}`: the shape of a handler failure,
+/// also used to tell a client about a limit it reached.
+pub fn detail_frame(detail: &str) -> String {
     /// `{"detail": ...}`.
     #[derive(Serialize)]
-    struct Detail {
-        detail: String,
+    struct Detail<'a> {
+        detail: &'a str,
     }
-    error_frame(&Detail {
-        detail: format!("Failed to process message for {action}"),
-    })
+    error_frame(&Detail { detail })
 }
 
 fn error_frame<P: Serialize + ?Sized>(payload: &P) -> String {

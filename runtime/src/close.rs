@@ -10,7 +10,8 @@ pub mod close_code {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame was not valid UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
-    /// The client broke a policy: it fell too far behind reading (slow consumer).
+    /// The client broke a policy: it fell too far behind reading (slow consumer), or kept
+    /// sending faster than the inbound rate limit.
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame was larger than the configured maximum.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
@@ -42,11 +43,13 @@ pub enum CloseReason {
     InvalidUtf8,
     /// A frame that breaks the WebSocket protocol (code 1002).
     ProtocolViolation,
+    /// Held at the inbound rate limit for longer than the flood bound (code 1008).
+    RateLimited,
 }
 
 impl CloseReason {
     /// Every reason, in a stable order (for metrics output).
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::SlowConsumer,
         CloseReason::FrameTooLarge,
         CloseReason::Idle,
@@ -55,6 +58,7 @@ impl CloseReason {
         CloseReason::LayerUnavailable,
         CloseReason::InvalidUtf8,
         CloseReason::ProtocolViolation,
+        CloseReason::RateLimited,
     ];
 
     /// A snake_case label for metrics.
@@ -68,6 +72,7 @@ impl CloseReason {
             Self::LayerUnavailable => "layer_unavailable",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::ProtocolViolation => "protocol_violation",
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -81,6 +86,7 @@ impl CloseReason {
             Self::LayerUnavailable => 5,
             Self::InvalidUtf8 => 6,
             Self::ProtocolViolation => 7,
+            Self::RateLimited => 8,
         }
     }
 
@@ -98,6 +104,7 @@ impl CloseReason {
                 Some((close_code::INVALID_PAYLOAD, "invalid UTF-8 in a text frame"))
             }
             Self::ProtocolViolation => Some((close_code::PROTOCOL_ERROR, "protocol error")),
+            Self::RateLimited => Some((close_code::POLICY_VIOLATION, "rate limit exceeded")),
         }
     }
 }

@@ -58,6 +58,11 @@ pub trait Consumer: Sized + Send + Sync + 'static {
         conn: &mut Connection<Self::Outgoing>,
     ) -> impl Future<Output = ()> + Send;
 
+    /// The protocol's error frame telling the client it reached a limit of the runtime (the
+    /// inbound rate); `detail` names the limit in words. Sent once per episode, so a client
+    /// learns why its frames are read more slowly instead of guessing at a slow network.
+    fn limit_frame(detail: &str) -> Utf8Bytes;
+
     /// The frames the app sends when `SEND_COMPLETION` is on: after a handled frame, and after a
     /// delivered broadcast.
     fn completion_frames() -> (Self::Outgoing, Self::Outgoing);

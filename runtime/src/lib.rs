@@ -7,6 +7,7 @@
 //! | [`consumer`] | the [`Consumer`] trait an app implements, the handshake it judges, the outcome of a frame |
 //! | [`connection`] | [`Connection`], what handlers use: groups, sending, broadcasting |
 //! | [`session`] | [`serve`]: the connection's one task, its poll order and flow control |
+//! | `limit` | the inbound rate limit, a token bucket that paces a client's reading |
 //! | `writer` | batched, deadline-bounded writes to the socket |
 //! | [`shutdown`] | [`Shutdown`], the two-phase graceful shutdown passed into every task |
 //! | [`close`] | close codes and the reason each closure is counted under |
@@ -20,6 +21,7 @@ mod broadcast;
 pub mod close;
 pub mod connection;
 pub mod consumer;
+mod limit;
 pub mod metrics;
 pub mod session;
 pub mod settings;

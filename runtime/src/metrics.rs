@@ -20,6 +20,7 @@ pub struct RuntimeMetrics {
     frames_rejected: AtomicU64,
     handler_errors: AtomicU64,
     broadcasts_dropped: AtomicU64,
+    throttled: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     /// Members per group joined through the runtime (a room's size in this process).
     groups: Mutex<HashMap<String, u64>>,
@@ -59,6 +60,10 @@ impl RuntimeMetrics {
 
     pub(crate) fn broadcast_dropped(&self) {
         self.broadcasts_dropped.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn throttled(&self) {
+        self.throttled.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn closed(&self, reason: CloseReason) {
@@ -112,6 +117,12 @@ impl RuntimeMetrics {
     /// Layer messages a connection could not turn into a frame (unknown type, undecodable).
     pub fn broadcasts_dropped_total(&self) -> u64 {
         self.broadcasts_dropped.load(Relaxed)
+    }
+
+    /// Episodes in which a client sent faster than the inbound rate limit and was paced (and
+    /// told so).
+    pub fn throttled_total(&self) -> u64 {
+        self.throttled.load(Relaxed)
     }
 
     /// Connections the server closed for `reason`.

@@ -37,10 +37,10 @@
 //! - the client's **reading pauses** while `read_pause_frames` frames wait to be written, so a
 //!   client that floods without reading its answers is slowed down by TCP instead of closed;
 //! - deliveries are taken `DELIVERY_BATCH` at a time before the socket is read again, so
-//!   neither a flood of broadcasts nor a flood of client frames starves the other.
-//!
-//! An inbound rate limit belongs beside the read step: it only decides whether the socket is
-//! polled now or after a timer.
+//!   neither a flood of broadcasts nor a flood of client frames starves the other;
+//! - the **inbound rate limit** (`limit.rs`) sits beside the read step: it only decides
+//!   whether the socket is polled now or after a timer, so a client over its rate is paced by
+//!   TCP, told once, and closed with 1008 only if it keeps flooding.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,6 +59,7 @@ use crate::broadcast::delivery;
 use crate::close::{close_code, CloseReason};
 use crate::connection::Connection;
 use crate::consumer::{Consumer, FrameOutcome};
+use crate::limit::{describe, Admit, InboundLimit, Throttled};
 use crate::metrics::RuntimeMetrics;
 use crate::settings::SessionSettings;
 use crate::shutdown::Shutdown;
@@ -115,6 +116,11 @@ pub async fn serve<C, S, E>(
         last_heard: Instant::now(),
         writer: Writer::new(settings.write_timeout),
         write_bound: settings.write_timeout,
+        limit: InboundLimit::new(
+            settings.inbound_rate,
+            settings.inbound_burst,
+            settings.flood_close_after,
+        ),
         completions: if settings.send_completion {
             Completions::of::<C>()
         } else {
@@ -175,6 +181,8 @@ struct Session<C: Consumer, S> {
     writer: Writer,
     /// How long the final writes (the close frame) may take.
     write_bound: Duration,
+    /// The inbound rate limit; `None` when it is off.
+    limit: Option<InboundLimit>,
     /// The encoded completion frames, when `send_completion` is on: encoded once per
     /// connection, not once per frame or per delivery.
     completions: Option<Completions>,
@@ -255,7 +263,34 @@ where
             let event = std::future::poll_fn(|cx| self.poll_event(cx)).await;
             match event {
                 Event::Received(message) => {
-                    self.last_heard = Instant::now();
+                    let now = Instant::now();
+                    self.last_heard = now;
+                    if let Some(limit) = &mut self.limit {
+                        match limit.spend(now) {
+                            Throttled::No => {}
+                            Throttled::Started => {
+                                self.conn.metrics.throttled();
+                                let (rate, burst) =
+                                    (self.settings.inbound_rate, self.settings.inbound_burst);
+                                tracing::info!(
+                                    rate,
+                                    burst,
+                                    "client over its rate; pacing its reads"
+                                );
+                                self.conn
+                                    .outbox
+                                    .push_text(C::limit_frame(&describe(rate, burst)));
+                            }
+                            Throttled::Flooding => {
+                                tracing::warn!(
+                                    rate = self.settings.inbound_rate,
+                                    held = ?self.settings.flood_close_after,
+                                    "client kept flooding at its rate limit; closing with 1008"
+                                );
+                                return Ending::Server(CloseReason::RateLimited);
+                            }
+                        }
+                    }
                     match message {
                         WsMessage::Text(text) => self.handle_text(&text).await,
                         WsMessage::Binary(data) => {
@@ -324,12 +359,20 @@ where
         if let Poll::Ready(Err(e)) = self.poll_write(cx) {
             return Poll::Ready(Event::End(e));
         }
-        if self.conn.outbox.len() < self.settings.read_pause_frames {
+        let admitted = match &mut self.limit {
+            Some(limit) => limit.poll_admit(cx) == Admit::Read,
+            None => true,
+        };
+        if admitted && self.conn.outbox.len() < self.settings.read_pause_frames {
             match Pin::new(&mut self.socket).poll_next(cx) {
                 Poll::Ready(Some(Ok(message))) => return Poll::Ready(Event::Received(message)),
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::ReadFailed(e)),
                 Poll::Ready(None) => return Poll::Ready(Event::End(Ending::ClientLeft)),
-                Poll::Pending => {}
+                Poll::Pending => {
+                    if let Some(limit) = &mut self.limit {
+                        limit.quiet();
+                    }
+                }
             }
         }
         if more {

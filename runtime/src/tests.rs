@@ -270,6 +270,10 @@ impl Consumer for Echo {
             .await;
     }
 
+    fn limit_frame(detail: &str) -> Utf8Bytes {
+        Utf8Bytes::from(json!({"action": "error", "payload": {"detail": detail}}).to_string())
+    }
+
     fn completion_frames() -> (Value, Value) {
         (
             json!({"action": "complete"}),
@@ -330,6 +334,8 @@ impl Harness {
 fn settings() -> SessionSettings {
     SessionSettings {
         close_linger: Duration::from_millis(200),
+        // The scenarios that are about the rate limit set their own.
+        inbound_rate: 0,
         ..SessionSettings::default()
     }
 }
@@ -564,4 +570,82 @@ async fn read_all(client: &TestClient) -> Vec<String> {
         }
     }
     frames
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_over_its_rate_is_paced_told_once_and_closed_if_it_keeps_flooding() {
+    let h = Harness::new(SessionSettings {
+        inbound_rate: 10,
+        inbound_burst: 5,
+        flood_close_after: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(600),
+        ping_interval: Duration::from_secs(600),
+        ..settings()
+    });
+    let (client, task) = h.connect(100_000).await;
+    let started = tokio::time::Instant::now();
+    for _ in 0..1_000 {
+        client.send_text("ping");
+    }
+    let frames = read_all(&client).await;
+    let pongs = frames.iter().filter(|f| f.contains("pong")).count();
+    let notices: Vec<&String> = frames.iter().filter(|f| f.contains("\"error\"")).collect();
+    assert_eq!(notices.len(), 1, "told once: {notices:?}");
+    assert!(notices[0].contains("at most 10 frames per second (bursts of 5)"));
+    assert_eq!(
+        frames.last().map(String::as_str),
+        Some("close 1008 rate limit exceeded")
+    );
+    // The burst (less the join's ping), then about ten a second for the two seconds of flood:
+    // far from the thousand it sent.
+    assert!((20..=30).contains(&pongs), "{pongs} pongs: {frames:?}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let _ = task.await;
+    assert_eq!(h.metrics.throttled_total(), 1);
+    assert_eq!(h.metrics.closed_total(CloseReason::RateLimited), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backlog_within_the_flood_bound_is_only_slowed_down() {
+    let h = Harness::new(SessionSettings {
+        inbound_rate: 10,
+        inbound_burst: 5,
+        flood_close_after: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(600),
+        ping_interval: Duration::from_secs(600),
+        ..settings()
+    });
+    let (client, _) = h.connect(100_000).await;
+    // Let the bucket refill after the join's ping.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = tokio::time::Instant::now();
+    for i in 0..50 {
+        client.send_text(&format!("m{i}"));
+    }
+    let mut said = Vec::new();
+    let mut notices = 0;
+    while said.len() < 50 {
+        let frame = client.next_json().await;
+        if frame["action"] == "error" {
+            notices += 1;
+        } else {
+            said.push(frame["payload"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    // Nothing lost, in order, paced at the rate: 45 frames past the burst take 4.5 s.
+    assert_eq!(said, (0..50).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert_eq!(notices, 1);
+    assert!(started.elapsed() >= Duration::from_millis(4400));
+    assert_eq!(h.metrics.closed_total(CloseReason::RateLimited), 0);
+    assert_eq!(h.metrics.connections_open(), 1);
+
+    // A pause ends the episode: a later burst passes with no notice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..5 {
+        client.send_text(&format!("again{i}"));
+    }
+    for i in 0..5 {
+        assert_eq!(client.next_json().await["payload"], format!("again{i}"));
+    }
+    assert_eq!(h.metrics.throttled_total(), 1);
 }

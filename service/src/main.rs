@@ -25,10 +25,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = Config::parse();
-    check_open_files(config.max_connections + config.max_pending_connections);
+    check_open_files(config.edge.max_connections + config.edge.max_pending_connections);
     let layers = LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits())
         .context("setting up the channel layers")?;
-    let app = config.room_chat_settings();
+    let app = config.room_chat.clone();
     let server = RunningServer::<RoomChatConsumer>::serve(config.clone(), layers, app)
         .await
         .context("starting the server")?;

@@ -4,6 +4,9 @@
 //! the room, the sender included; leaving tells the others; `ping` gets `pong`. The room name
 //! comes from the URL only: a `room_name` a client puts in its payload is ignored.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use axum::extract::ws::Utf8Bytes;
 use axum::http::StatusCode;
 use room_chat_layers::Group;
@@ -15,29 +18,111 @@ use room_chat_protocol::{
 };
 use room_chat_runtime::{Connection, Consumer, ConsumerError, FrameOutcome, Handshake, Refusal};
 
-/// The room chat's own settings.
-#[derive(Debug, Clone)]
+/// Default of [`RoomChatSettings::max_room_name_chars`].
+pub const MAX_ROOM_NAME_CHARS: usize = 100;
+/// Default of [`RoomChatSettings::max_room_members`].
+pub const MAX_ROOM_MEMBERS: usize = 1000;
+
+/// The room chat's own settings, and the `clap` group that sets them.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Rooms")]
 pub struct RoomChatSettings {
-    /// Longest accepted room name, in characters.
+    /// Longest accepted room name, in characters (Unicode scalar values, after NFC). The
+    /// Python layers cap group names at 100; `room_` plus 100 characters still maps to a safe
+    /// name.
+    #[arg(long, env = "MAX_ROOM_NAME_CHARS", default_value_t = MAX_ROOM_NAME_CHARS)]
     pub max_room_name_chars: usize,
+
+    /// Most members one room may have in this process; a further handshake gets HTTP 503
+    /// `room is full`. With the inbound rate limit it bounds what one member can make the
+    /// process deliver: at most `INBOUND_RATE` × this many frames per second.
+    #[arg(long, env = "MAX_ROOM_MEMBERS", default_value_t = MAX_ROOM_MEMBERS)]
+    pub max_room_members: usize,
+
+    /// Members per room now, shared by every connection of this process.
+    #[arg(skip)]
+    pub census: Arc<RoomCensus>,
+}
+
+/// Members per room in this process, for `max_room_members`. A lock around a map, touched
+/// twice per connection (handshake and drop), never per message.
+#[derive(Debug, Default)]
+pub struct RoomCensus {
+    rooms: Mutex<HashMap<String, usize>>,
+}
+
+impl RoomCensus {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        // The map stays consistent whatever panicked while holding it (each change is one
+        // insert or remove), so a poisoned lock is taken over.
+        self.rooms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a seat in `room` unless it already has `max` members.
+    fn seat(self: &Arc<Self>, room: &str, max: usize) -> Option<Seat> {
+        let mut rooms = self.lock();
+        let members = rooms.entry(room.to_owned()).or_default();
+        if *members >= max {
+            if *members == 0 {
+                rooms.remove(room);
+            }
+            return None;
+        }
+        *members += 1;
+        Some(Seat {
+            census: self.clone(),
+            room: room.to_owned(),
+        })
+    }
+
+    /// Members of `room` in this process.
+    pub fn members(&self, room: &str) -> usize {
+        self.lock().get(room).copied().unwrap_or(0)
+    }
+}
+
+/// One connection's place in its room's count; given back when the connection's consumer is
+/// dropped, however the connection ended.
+#[derive(Debug)]
+struct Seat {
+    census: Arc<RoomCensus>,
+    room: String,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut rooms = self.census.lock();
+        if let Some(members) = rooms.get_mut(&self.room) {
+            *members = members.saturating_sub(1);
+            if *members == 0 {
+                rooms.remove(&self.room);
+            }
+        }
+    }
 }
 
 /// One connection to one room.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RoomChatConsumer {
     room_name: String,
     /// The room's layer group, `room_<name>` mapped to a valid group name once, at the
     /// handshake, rather than on every broadcast.
     group: Group,
+    /// Counted in the room's members while the connection lives.
+    _seat: Option<Seat>,
 }
 
 impl RoomChatConsumer {
-    /// The consumer for a connection to the room in `params`.
+    /// The consumer for a connection to the room in `params` (not counted against any room
+    /// cap: [`Consumer::accept`] is what admits a handshake).
     pub fn new(params: Params) -> Self {
         let group = Group::for_text(&format!("room_{}", params.room_name));
         Self {
             room_name: params.room_name,
             group,
+            _seat: None,
         }
     }
 
@@ -74,7 +159,23 @@ impl Consumer for RoomChatConsumer {
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "room_name", e.to_string()))?;
         let room_name =
             room_name(&params.room_name, settings.max_room_name_chars).map_err(refuse)?;
-        Ok(Self::new(Params { room_name }))
+        let seat = settings
+            .census
+            .seat(&room_name, settings.max_room_members)
+            .ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "room_full",
+                    format!(
+                        "room is full ({} members on this server)",
+                        settings.max_room_members
+                    ),
+                )
+            })?;
+        Ok(Self {
+            _seat: Some(seat),
+            ..Self::new(Params { room_name })
+        })
     }
 
     async fn on_connect(&self, conn: &mut Connection<Outgoing>) -> Result<(), ConsumerError> {
@@ -107,6 +208,10 @@ impl Consumer for RoomChatConsumer {
         {
             tracing::warn!(room = %self.room_name, error = %e, "could not send the leave notice");
         }
+    }
+
+    fn limit_frame(detail: &str) -> Utf8Bytes {
+        Utf8Bytes::from(runtime::detail_frame(detail))
     }
 
     fn completion_frames() -> (Outgoing, Outgoing) {

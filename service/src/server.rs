@@ -119,7 +119,7 @@ impl<C: Consumer> AppState<C> {
         let spec: serde_json::Value = serde_yaml::from_str(room_chat_protocol::SPEC_YAML)?;
         let spec_json = serde_json::to_string_pretty(&spec).map_err(std::io::Error::other)?;
         let client_spec_yaml = client_view(room_chat_protocol::SPEC_YAML)?;
-        let settings = config.session_settings();
+        let settings = config.session.clone();
         Ok(Self {
             core: Core {
                 config: Arc::new(config),
@@ -237,7 +237,7 @@ async fn consumer_socket<C: Consumer>(
             return (refusal.status, refusal.reason).into_response();
         }
     };
-    if !origin_allowed(&headers, &state.config.allowed_origins) {
+    if !origin_allowed(&headers, &state.config.edge.allowed_origins) {
         state.metrics.refused(Refusal::Origin);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
@@ -253,16 +253,16 @@ async fn consumer_socket<C: Consumer>(
     }
     let previous = state.admitted.fetch_add(1, Ordering::AcqRel);
     let admission = Admission(state.admitted.clone());
-    if previous >= state.config.max_connections {
+    if previous >= state.config.edge.max_connections {
         state.metrics.refused(Refusal::Capacity);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
     let config = &state.config;
     upgrade
-        .read_buffer_size(config.read_buffer_bytes)
-        .write_buffer_size(config.write_buffer_bytes)
-        .max_message_size(config.max_frame_bytes)
-        .max_frame_size(config.max_frame_bytes)
+        .read_buffer_size(config.edge.read_buffer_bytes)
+        .write_buffer_size(config.edge.write_buffer_bytes)
+        .max_message_size(config.session.max_frame_bytes)
+        .max_frame_size(config.session.max_frame_bytes)
         .on_upgrade(move |socket| {
             let task = room_chat_runtime::serve(
                 socket,
@@ -401,7 +401,7 @@ async fn accept_loop(
     use tower::ServiceExt as _;
 
     let pending = Arc::new(tokio::sync::Semaphore::new(
-        config.max_pending_connections.max(1),
+        config.edge.max_pending_connections.max(1),
     ));
     let connections = tokio_util::task::TaskTracker::new();
     // HTTP/1.1 only: WebSockets need it, browsers speak nothing else over plain HTTP, and the
@@ -410,7 +410,7 @@ async fn accept_loop(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout());
+        .header_read_timeout(config.edge.header_read_timeout);
     let service = TowerToHyperService::new(app.map_request(
         |request: axum::http::Request<hyper::body::Incoming>| request.map(axum::body::Body::new),
     ));
@@ -478,7 +478,7 @@ pub struct RunningServer<C: Consumer = RoomChatConsumer> {
 impl RunningServer<RoomChatConsumer> {
     /// Binds `config.host:config.port` and serves the room chat in a background task.
     pub async fn start(config: Config, layers: LayerRegistry) -> Result<Self, ServerError> {
-        let app = config.room_chat_settings();
+        let app = config.room_chat.clone();
         Self::serve(config, layers, app).await
     }
 }
@@ -523,11 +523,11 @@ impl<C: Consumer> RunningServer<C> {
         self.stop.cancel();
         let config = &self.state.config;
         // One deadline for everything, so the documented maximum is the real one.
-        let deadline = tokio::time::Instant::now() + config.shutdown_timeout();
+        let deadline = tokio::time::Instant::now() + config.edge.shutdown_timeout;
         let clean = self
             .state
             .shutdown
-            .run(config.shutdown_drain(), deadline)
+            .run(config.edge.shutdown_drain, deadline)
             .await;
         if !clean {
             tracing::warn!("some connections did not finish within the shutdown timeout");

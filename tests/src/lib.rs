@@ -38,14 +38,19 @@ pub enum Layer {
 
 /// A config for tests: a free port on loopback, quick shutdown.
 pub fn test_config() -> Config {
-    Config {
+    let mut config = Config {
         host: "127.0.0.1".parse().unwrap(),
         port: 0,
         redis_url: None,
-        shutdown_drain_ms: 300,
-        shutdown_timeout_secs: 5,
         ..Config::default()
-    }
+    };
+    config.edge.shutdown_drain = Duration::from_millis(300);
+    config.edge.shutdown_timeout = Duration::from_secs(5);
+    // Scenarios that are not about the inbound rate limit send faster than a person types;
+    // a limit far above them keeps the limiter on the path without pacing them.
+    config.session.inbound_rate = 100_000;
+    config.session.inbound_burst = 100_000;
+    config
 }
 
 /// A running service.

@@ -100,7 +100,7 @@ async fn binary_frames_are_json_invalid() {
 
 #[tokio::test]
 async fn an_oversized_frame_closes_with_1009_and_others_are_unaffected() {
-    let server = TestServer::start_with(Layer::Memory, |c| c.max_frame_bytes = 1024).await;
+    let server = TestServer::start_with(Layer::Memory, |c| c.session.max_frame_bytes = 1024).await;
     let mut peer = server.join_first("general").await;
     let mut big = server.join("general").await;
     assert_eq!(peer.recv_json().await, joined("general"));
@@ -239,7 +239,7 @@ async fn refused_room_names_get_403_with_a_reason() {
 async fn origins_outside_the_allowed_list_are_refused() {
     use futures_util::{SinkExt, StreamExt};
     let server = TestServer::start_with(Layer::Memory, |c| {
-        c.allowed_origins = vec!["https://chat.example".into()];
+        c.edge.allowed_origins = vec!["https://chat.example".into()];
     })
     .await;
     let with_origin = |origin: &str| {
@@ -289,7 +289,7 @@ async fn every_origin_is_allowed_only_when_asked_for() {
         .await
         .is_err());
     let open =
-        TestServer::start_with(Layer::Memory, |c| c.allowed_origins = vec!["*".into()]).await;
+        TestServer::start_with(Layer::Memory, |c| c.edge.allowed_origins = vec!["*".into()]).await;
     assert!(tokio_tungstenite::connect_async(request(&open))
         .await
         .is_ok());
@@ -297,7 +297,7 @@ async fn every_origin_is_allowed_only_when_asked_for() {
 
 #[tokio::test]
 async fn the_connection_cap_refuses_with_503_and_frees_slots_on_close() {
-    let server = TestServer::start_with(Layer::Memory, |c| c.max_connections = 2).await;
+    let server = TestServer::start_with(Layer::Memory, |c| c.edge.max_connections = 2).await;
     let a = server.join("general").await;
     let _b = server.join("general").await;
     let refused = Client::try_connect(&server.room_url("general")).await;
@@ -318,7 +318,7 @@ async fn the_connection_cap_refuses_with_503_and_frees_slots_on_close() {
 
 #[tokio::test]
 async fn completion_frames_follow_handled_frames_and_delivered_broadcasts() {
-    let server = TestServer::start_with(Layer::Memory, |c| c.send_completion = true).await;
+    let server = TestServer::start_with(Layer::Memory, |c| c.session.send_completion = true).await;
     let complete = r#"{"action":"complete","payload":null}"#;
     let group_complete = r#"{"action":"group_complete","payload":null}"#;
     let mut a = server.join("general").await;

@@ -11,8 +11,8 @@ use room_chat_e2e::{chat, joined, left, Client, Closed, Layer, TestServer};
 async fn a_client_that_stops_reading_is_closed_with_1008_and_others_get_everything() {
     const MESSAGES: usize = 400;
     let server = TestServer::start_with(Layer::Memory, |c| {
-        c.outbound_queue = 32;
-        c.write_timeout_secs = 30;
+        c.session.outbound_queue = 32;
+        c.session.write_timeout = Duration::from_secs(30);
     })
     .await;
     let mut sender = server.join_first("general").await;
@@ -75,8 +75,8 @@ async fn a_client_that_stops_reading_is_closed_with_1008_and_others_get_everythi
 #[tokio::test]
 async fn a_silent_client_is_closed_after_the_idle_timeout() {
     let server = TestServer::start_with(Layer::Memory, |c| {
-        c.idle_timeout_secs = 2;
-        c.ping_interval_secs = 1;
+        c.session.idle_timeout = Duration::from_secs(2);
+        c.session.ping_interval = Duration::from_secs(1);
     })
     .await;
     let mut active = server.join_first("general").await;
@@ -118,8 +118,8 @@ async fn shutdown_sends_leave_notices_then_close_frames() {
 async fn a_connection_open_longer_than_the_group_expiry_keeps_receiving_its_room() {
     // Memberships expire after 2 s here; connections renew theirs every second.
     let server = TestServer::start_with(Layer::Memory, |c| {
-        c.group_expiry_secs = 2;
-        c.group_refresh_secs = 1;
+        c.layers.group_expiry = Duration::from_secs(2);
+        c.session.group_refresh = Duration::from_secs(1);
     })
     .await;
     let mut a = server.join_first("general").await;
@@ -145,8 +145,8 @@ async fn a_connection_open_longer_than_the_group_expiry_keeps_receiving_its_room
 async fn silent_tcp_connections_are_closed_after_the_header_timeout() {
     use tokio::io::AsyncReadExt;
     let server = TestServer::start_with(Layer::Memory, |c| {
-        c.header_read_timeout_ms = 1000;
-        c.max_pending_connections = 300;
+        c.edge.header_read_timeout = Duration::from_millis(1000);
+        c.edge.max_pending_connections = 300;
     })
     .await;
     let mut silent = Vec::new();
@@ -180,8 +180,8 @@ async fn silent_tcp_connections_are_closed_after_the_header_timeout() {
 #[tokio::test]
 async fn connections_past_the_pending_cap_wait_for_a_slot() {
     let server = TestServer::start_with(Layer::Memory, |c| {
-        c.header_read_timeout_ms = 1500;
-        c.max_pending_connections = 20;
+        c.edge.header_read_timeout = Duration::from_millis(1500);
+        c.edge.max_pending_connections = 20;
     })
     .await;
     let mut silent = Vec::new();

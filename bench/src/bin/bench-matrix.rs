@@ -229,7 +229,12 @@ impl Matrix {
                     c.arg("--port")
                         .arg(port.to_string())
                         .args(&self.args.service_args);
-                    c.env("RUST_LOG", "warn").env("MAX_CONNECTIONS", "20000");
+                    // No inbound rate limit: the cells measure the delivery path against a
+                    // reference server that has none (the limit would only pace the senders).
+                    c.env("RUST_LOG", "warn")
+                        .env("MAX_CONNECTIONS", "20000")
+                        .env("INBOUND_RATE", "0")
+                        .env("MAX_ROOM_MEMBERS", "100000");
                     match target {
                         Target::Memory => {
                             c.env_remove("REDIS_URL").env("CHAT_LAYER", "chat");
