@@ -76,20 +76,6 @@ impl CloseReason {
         }
     }
 
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Self::SlowConsumer => 0,
-            Self::FrameTooLarge => 1,
-            Self::Idle => 2,
-            Self::Shutdown => 3,
-            Self::WriteTimeout => 4,
-            Self::LayerUnavailable => 5,
-            Self::InvalidUtf8 => 6,
-            Self::ProtocolViolation => 7,
-            Self::RateLimited => 8,
-        }
-    }
-
     /// The close frame the client is sent, when one can still be sent.
     pub(crate) fn close_frame(self) -> Option<(u16, &'static str)> {
         match self {

@@ -1,13 +1,23 @@
-//! Prometheus metrics of the service, served at `/metrics`.
+//! Prometheus metrics of the service, served at `/metrics`, through `prometheus-client`.
 //!
-//! Counters are plain atomics updated on the hot path (a relaxed increment per frame), and the
-//! Prometheus registry reads them when scraped, so observability costs nothing per message but
-//! an add. Layer counters are not copied here: they are read from each layer's own
-//! [`room_chat_layers::LayerStats`] at scrape time, so the two can never disagree.
+//! Counters are atomics updated on the hot path (a relaxed increment per frame), and the
+//! registry reads them when scraped, so observability costs nothing per message but an add.
+//! Layer counters are not copied here: they are read from each layer's own
+//! [`room_chat_layers::LayerStats`] at scrape time, so the two can never disagree. Every label
+//! set is bounded (reasons, events and aliases are fixed sets; rooms are counted, not
+//! labelled).
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use room_chat_layers::{DropReason, LayerHealth, LayerRegistry};
 pub use room_chat_runtime::CloseReason;
@@ -38,22 +48,43 @@ impl Refusal {
     }
 }
 
-/// The service's counters: the runtime's per-connection ones, and the server's own.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    runtime: Arc<RuntimeMetrics>,
-    /// Refusals by label. Labels are `&'static str` from a fixed set (the server's and the
-    /// app's), so the label set of the exported family stays bounded.
-    refused: Mutex<HashMap<&'static str, u64>>,
+/// The label of `room_chat_handshakes_refused_total`: a `&'static str` from a fixed set (the
+/// server's [`Refusal`]s and the app's own labels), so the family stays bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct Refused {
+    reason: &'static str,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave a counter map inconsistent in a way that
-    // matters, so a poisoned lock is simply taken over.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// The service's metrics: the runtime's per-connection ones, the server's own, and the
+/// layers' (read from each layer's own [`room_chat_layers::LayerStats`] at scrape time), all
+/// in one `prometheus-client` registry.
+#[derive(Debug)]
+pub struct Metrics {
+    runtime: Arc<RuntimeMetrics>,
+    refused: Family<Refused, Counter>,
+    registry: Registry,
 }
 
 impl Metrics {
+    /// The registry of the service over `layers`.
+    pub fn new(layers: Arc<LayerRegistry>) -> Self {
+        let runtime = Arc::new(RuntimeMetrics::default());
+        let refused = Family::<Refused, Counter>::default();
+        let mut registry = Registry::default();
+        runtime.register(&mut registry);
+        registry.register(
+            "room_chat_handshakes_refused",
+            "Handshakes refused before the upgrade, by reason",
+            refused.clone(),
+        );
+        registry.register_collector(Box::new(LayerCollector { layers }));
+        Self {
+            runtime,
+            refused,
+            registry,
+        }
+    }
+
     /// The runtime's counters, handed to every connection.
     pub fn runtime(&self) -> &Arc<RuntimeMetrics> {
         &self.runtime
@@ -71,7 +102,7 @@ impl Metrics {
 
     /// A handshake was refused, counted under `label`.
     pub fn refused_as(&self, label: &'static str) {
-        *lock(&self.refused).entry(label).or_default() += 1;
+        self.refused.get_or_create(&Refused { reason: label }).inc();
     }
 
     /// How many times the server closed connections for `why`.
@@ -79,146 +110,86 @@ impl Metrics {
         self.runtime.closed_total(why)
     }
 
-    /// The Prometheus text exposition of the service's and the layers' metrics.
-    pub fn render(&self, layers: &LayerRegistry) -> String {
+    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        };
-        gauge(
-            "room_chat_connections",
-            "WebSocket connections open now.",
-            self.connections_open(),
-        );
-        gauge(
-            "room_chat_rooms",
-            "Rooms (layer groups) with at least one member on this process.",
-            self.runtime.groups().len() as u64,
-        );
-        let runtime = &self.runtime;
-        let counters = [
-            (
-                "room_chat_connections_total",
-                "WebSocket connections accepted.",
-                runtime.connections_total(),
-            ),
-            (
-                "room_chat_frames_in_total",
-                "Text and binary frames received from clients.",
-                runtime.frames_in_total(),
-            ),
-            (
-                "room_chat_frames_out_total",
-                "Frames queued for clients.",
-                runtime.frames_out_total(),
-            ),
-            (
-                "room_chat_frames_rejected_total",
-                "Frames answered with a validation error.",
-                runtime.frames_rejected_total(),
-            ),
-            (
-                "room_chat_handler_errors_total",
-                "Handlers that failed.",
-                runtime.handler_errors_total(),
-            ),
-            (
-                "room_chat_undeliverable_messages_total",
-                "Layer messages a connection received but could not deliver (unknown type or malformed); drops inside the layers are room_chat_layer_messages_total{event=\"dropped\"}.",
-                runtime.broadcasts_dropped_total(),
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "could not encode the metrics");
         }
-        labelled(
-            &mut out,
-            "room_chat_handshakes_refused_total",
-            "Handshakes refused, by reason.",
-            "reason",
-            &lock(&self.refused),
-        );
-        let closed: HashMap<&'static str, u64> = CloseReason::ALL
-            .into_iter()
-            .map(|reason| (reason.label(), runtime.closed_total(reason)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        labelled(
-            &mut out,
-            "room_chat_connections_closed_total",
-            "Connections closed by the server, by reason.",
-            "reason",
-            &closed,
-        );
+        out
+    }
+}
 
-        let _ = writeln!(out, "# HELP room_chat_layer_up Whether the layer's backend is reachable (1) or not (0).\n# TYPE room_chat_layer_up gauge");
-        for (alias, layer) in layers.iter() {
-            let up = matches!(*layer.health().borrow(), LayerHealth::Up);
-            let _ = writeln!(
-                out,
-                "room_chat_layer_up{{alias=\"{alias}\",kind=\"{}\"}} {}",
-                layer.kind(),
-                u8::from(up)
-            );
+/// The layers' health and counters, read from the layers on each scrape (never copied, so
+/// `/metrics` and the layers cannot disagree). Labels: the registered aliases (a fixed set),
+/// the fixed events and the fixed drop reasons.
+#[derive(Debug)]
+struct LayerCollector {
+    layers: Arc<LayerRegistry>,
+}
+
+impl Collector for LayerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut up = encoder.encode_descriptor(
+            "room_chat_layer_up",
+            "Whether the layer's backend is reachable (1) or not (0)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (alias, layer) in self.layers.iter() {
+            let value = i64::from(matches!(*layer.health().borrow(), LayerHealth::Up));
+            let labels = [("alias", alias), ("kind", layer.kind())];
+            ConstGauge::new(value).encode(up.encode_family(&labels)?)?;
         }
         // One snapshot per layer per scrape, so the families below agree with each other.
-        let snapshots: Vec<_> = layers
+        let snapshots: Vec<_> = self
+            .layers
             .iter()
             .map(|(alias, layer)| (alias, layer.stats()))
             .collect();
-        let _ = writeln!(out, "# HELP room_chat_layer_messages_total Channel-layer message counts by event.\n# TYPE room_chat_layer_messages_total counter");
+        let mut messages = encoder.encode_descriptor(
+            "room_chat_layer_messages",
+            "Channel-layer message counts by event (and by reason for drops)",
+            None,
+            MetricType::Counter,
+        )?;
         for (alias, stats) in &snapshots {
             for (event, value) in [
                 ("sent", stats.sent),
                 ("group_sent", stats.group_sent),
                 ("delivered", stats.delivered),
             ] {
-                let _ = writeln!(
-                    out,
-                    "room_chat_layer_messages_total{{alias=\"{alias}\",event=\"{event}\"}} {value}"
-                );
+                let labels = [("alias", *alias), ("event", event)];
+                ConstCounter::new(value).encode(messages.encode_family(&labels)?)?;
             }
             for reason in DropReason::ALL {
-                let _ = writeln!(out, "room_chat_layer_messages_total{{alias=\"{alias}\",event=\"dropped\",reason=\"{}\"}} {}", reason.as_str(), stats.dropped(reason));
+                let labels = [
+                    ("alias", *alias),
+                    ("event", "dropped"),
+                    ("reason", reason.as_str()),
+                ];
+                ConstCounter::new(stats.dropped(reason))
+                    .encode(messages.encode_family(&labels)?)?;
             }
         }
-        let _ = writeln!(out, "# HELP room_chat_layer_outages_total Times a layer lost its backend.\n# TYPE room_chat_layer_outages_total counter");
-        for (alias, stats) in &snapshots {
-            let _ = writeln!(
-                out,
-                "room_chat_layer_outages_total{{alias=\"{alias}\"}} {}",
-                stats.outages
-            );
+        for (name, help, value) in [
+            (
+                "room_chat_layer_outages",
+                "Times a layer lost its backend",
+                (|s: &room_chat_layers::LayerStats| s.outages) as fn(&_) -> u64,
+            ),
+            (
+                "room_chat_layer_reconnects",
+                "Times a layer re-established its backend connection",
+                |s: &room_chat_layers::LayerStats| s.reconnects,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (alias, stats) in &snapshots {
+                ConstCounter::new(value(stats))
+                    .encode(family.encode_family(&[("alias", *alias)])?)?;
+            }
         }
-        let _ = writeln!(out, "# HELP room_chat_layer_reconnects_total Times a layer re-established its backend connection.\n# TYPE room_chat_layer_reconnects_total counter");
-        for (alias, stats) in &snapshots {
-            let _ = writeln!(
-                out,
-                "room_chat_layer_reconnects_total{{alias=\"{alias}\"}} {}",
-                stats.reconnects
-            );
-        }
-        out
-    }
-}
-
-fn labelled(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &HashMap<&'static str, u64>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    let mut sorted: Vec<_> = values.iter().collect();
-    sorted.sort();
-    for (value_label, n) in sorted {
-        let _ = writeln!(out, "{name}{{{label}=\"{value_label}\"}} {n}");
+        Ok(())
     }
 }

@@ -113,6 +113,7 @@ impl<C: Consumer> AppState<C> {
         layers: LayerRegistry,
         app: C::Settings,
     ) -> Result<Self, ServerError> {
+        let layers = Arc::new(layers);
         let layer = layers
             .get(&config.chat_layer)
             .ok_or_else(|| ServerError::MissingLayer(config.chat_layer.clone()))?;
@@ -123,8 +124,8 @@ impl<C: Consumer> AppState<C> {
         Ok(Self {
             core: Core {
                 config: Arc::new(config),
-                layers: Arc::new(layers),
-                metrics: Arc::new(Metrics::default()),
+                metrics: Arc::new(Metrics::new(layers.clone())),
+                layers,
                 shutdown: Shutdown::new(),
                 spec_json: bytes::Bytes::from(spec_json),
                 client_spec_yaml: bytes::Bytes::from(client_spec_yaml),
@@ -374,7 +375,7 @@ async fn metrics(State(state): State<Core>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&state.layers),
+        state.metrics.render(),
     )
         .into_response()
 }
