@@ -169,6 +169,10 @@ struct Publish {
     /// A broadcast (to a group channel) or a direct message, which decides what a reply of
     /// "no subscriber" means.
     broadcast: bool,
+    /// When the sender handed it over: a message that waited longer than the command timeout
+    /// (Redis hung, the queue behind a stalled pipeline) is dropped as expired instead of being
+    /// published late, so no chat line arrives seconds later as if it were live.
+    queued_at: tokio::time::Instant,
 }
 
 /// PUBLISH commands written in one pipeline, at most: enough to amortise a round trip over a
@@ -285,6 +289,7 @@ impl RedisPubSubLayer {
             channel,
             payload: message.to_msgpack()?,
             broadcast,
+            queued_at: tokio::time::Instant::now(),
         };
         let limit = self.shared.settings.connection.command_timeout;
         match timeout(limit, host.publisher.send(publish)).await {
@@ -694,12 +699,28 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
             first = queue.recv() => first,
         };
         let Some(first) = first else { break };
-        batch.push(first);
-        while batch.len() < PUBLISH_BATCH {
+        // Messages that waited past the command timeout (behind a pipeline that hung) are not
+        // published late: they are counted as expired. The clock is read once per batch.
+        let stale_before = tokio::time::Instant::now().checked_sub(limit);
+        let mut take = |publish: Publish| match stale_before {
+            Some(bound) if publish.queued_at < bound => {
+                shared
+                    .counters
+                    .dropped(KIND, DropReason::Expired, &publish.channel, 1);
+            }
+            _ => batch.push(publish),
+        };
+        take(first);
+        let mut taken = 1;
+        while taken < PUBLISH_BATCH {
             match queue.try_recv() {
-                Ok(publish) => batch.push(publish),
+                Ok(publish) => take(publish),
                 Err(_) => break,
             }
+            taken += 1;
+        }
+        if batch.is_empty() {
+            continue;
         }
         let mut pipeline = redis::pipe();
         for publish in &batch {

@@ -19,7 +19,9 @@ pub enum DropReason {
     /// dropped (see the layer's `local_queue_bound`).
     SlowConsumer,
     /// The message waited longer than `expiry` before being received; or a broadcast left out a
-    /// member whose group membership had expired (`group_expiry`), one per evicted member.
+    /// member whose group membership had expired (`group_expiry`), one per evicted member; or,
+    /// in the pub/sub layer, it waited longer than the command timeout to be published (Redis
+    /// hung), and is dropped rather than delivered late.
     Expired,
     /// The target channel does not exist (any more) in this process.
     NoSuchChannel,
