@@ -387,7 +387,7 @@ async fn metrics(State(state): State<Core>) -> Response {
 /// - **a cap before the upgrade** (`MAX_PENDING_CONNECTIONS`): a permit per TCP connection,
 ///   held until it is upgraded or closed; without a permit the loop stops accepting, and new
 ///   connections wait in the kernel's backlog instead of taking a file descriptor each;
-/// - **a header-read timeout** (`HEADER_READ_TIMEOUT_MS`), which hyper also applies while a
+/// - **a header-read timeout** (`HEADER_READ_TIMEOUT`), which hyper also applies while a
 ///   kept-alive connection waits for its next request, so silent sockets are closed;
 /// - `TCP_NODELAY` on every socket (Nagle's algorithm would hold small frames back ~40 ms);
 /// - accept errors (out of file descriptors) are logged and retried after a pause, never fatal.
