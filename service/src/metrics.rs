@@ -26,7 +26,7 @@ use room_chat_runtime::RuntimeMetrics;
 /// Why the server refused a handshake before the upgrade (the app's own refusals, such as a
 /// room name, carry their label in their [`room_chat_runtime::Refusal`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
+pub enum EdgeRefusal {
     /// The origin is not allowed (HTTP 403).
     Origin,
     /// The connection cap was reached (HTTP 503).
@@ -37,7 +37,7 @@ pub enum Refusal {
     LayerDown,
 }
 
-impl Refusal {
+impl EdgeRefusal {
     fn label(self) -> &'static str {
         match self {
             Self::Origin => "origin",
@@ -49,7 +49,7 @@ impl Refusal {
 }
 
 /// The label of `room_chat_handshakes_refused_total`: a `&'static str` from a fixed set (the
-/// server's [`Refusal`]s and the app's own labels), so the family stays bounded.
+/// server's [`EdgeRefusal`]s and the app's own labels), so the family stays bounded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct Refused {
     reason: &'static str,
@@ -96,7 +96,7 @@ impl Metrics {
     }
 
     /// A handshake was refused by the server.
-    pub fn refused(&self, why: Refusal) {
+    pub fn refused(&self, why: EdgeRefusal) {
         self.refused_as(why.label());
     }
 

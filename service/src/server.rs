@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use room_chat_runtime::{Consumer, Handshake, SessionSettings, Shutdown};
 
 use crate::config::Config;
-use crate::metrics::{Metrics, Refusal};
+use crate::metrics::{EdgeRefusal, Metrics};
 use crate::room_chat::RoomChatConsumer;
 
 /// Errors starting the server.
@@ -239,23 +239,23 @@ async fn consumer_socket<C: Consumer>(
         }
     };
     if !origin_allowed(&headers, &state.config.edge.allowed_origins) {
-        state.metrics.refused(Refusal::Origin);
+        state.metrics.refused(EdgeRefusal::Origin);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     if state.shutdown.is_shutting_down() {
-        state.metrics.refused(Refusal::ShuttingDown);
+        state.metrics.refused(EdgeRefusal::ShuttingDown);
         return (StatusCode::SERVICE_UNAVAILABLE, "server shutting down").into_response();
     }
     // While the layer is down the connection could join nothing: say so before the upgrade,
     // rather than upgrading and closing with 1011 a moment later.
     if !state.layer.health().borrow().is_up() {
-        state.metrics.refused(Refusal::LayerDown);
+        state.metrics.refused(EdgeRefusal::LayerDown);
         return (StatusCode::SERVICE_UNAVAILABLE, "channel layer unavailable").into_response();
     }
     let previous = state.admitted.fetch_add(1, Ordering::AcqRel);
     let admission = Admission(state.admitted.clone());
     if previous >= state.config.edge.max_connections {
-        state.metrics.refused(Refusal::Capacity);
+        state.metrics.refused(EdgeRefusal::Capacity);
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
     let config = &state.config;
