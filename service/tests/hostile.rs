@@ -400,3 +400,97 @@ async fn a_redis_restart_and_a_redis_freeze_lose_nothing_silently() {
     assert!(freeze.refused > 0, "the freeze was noticed: {freeze:?}");
     assert!(freeze.latest <= LATE_BOUND, "no stale delivery: {freeze:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_holds_silent_sockets_foreign_pages_and_broken_frames() {
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+    let service = Service::start(&["--header-read-timeout", "1s"], &[]);
+    // 200 TCP connections that never send a byte...
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(tokio::net::TcpStream::connect(service.addr).await.unwrap());
+    }
+    // ...do not keep a real client out.
+    let mut a = service.join("general").await;
+    a.chat("hello").await;
+    assert_eq!(chat_text(&a.recv_text().await).as_deref(), Some("hello"));
+    // Each is closed by the server once the header timeout passes.
+    for socket in &mut silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut byte))
+            .await
+            .expect("closed within the header timeout and some slack");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+
+    // A page on another site is refused; the service's own page gets in.
+    let with_origin = |origin: &str| {
+        let mut request = service.room_url("general").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+        request
+    };
+    match tokio_tungstenite::connect_async(with_origin("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+        }
+        other => panic!("a foreign origin was not refused: {other:?}"),
+    }
+    let own = format!("http://{}", service.addr);
+    let (mut page, _) = tokio_tungstenite::connect_async(with_origin(&own))
+        .await
+        .unwrap();
+    page.send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .unwrap();
+    let pong = page.next().await.unwrap().unwrap();
+    assert_eq!(
+        pong.to_text().unwrap(),
+        r#"{"action":"pong","payload":null}"#
+    );
+
+    // A text frame that is not UTF-8 closes that connection with 1007, and only that one.
+    let mut bad = service.join("general").await;
+    bad.send_raw(Frame::message(
+        &b"{\"action\": \"room_chat\", \"payload\": {\"message\": \"\xff\"}}"[..],
+        OpCode::Data(Data::Text),
+        true,
+    ))
+    .await;
+    let (_, closed) = bad.recv_until_closed(Duration::from_secs(5)).await;
+    assert!(
+        matches!(&closed, room_chat_e2e::Closed::Frame(1007, _)),
+        "{closed:?}"
+    );
+    a.chat("still here").await;
+    let mut heard = false;
+    while let Some(frame) = a.try_recv_text(Duration::from_secs(5)).await {
+        if chat_text(&frame).as_deref() == Some("still here") {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard);
+    let metrics = service.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "room_chat_connections_closed_total{reason=\"invalid_utf8\"}"
+        ),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "room_chat_handshakes_refused_total{reason=\"origin\"}"
+        ),
+        1,
+        "{metrics}"
+    );
+}
