@@ -317,6 +317,33 @@ async fn the_connection_cap_refuses_with_503_and_frees_slots_on_close() {
 }
 
 #[tokio::test]
+async fn a_full_room_refuses_with_503_and_other_rooms_stay_open() {
+    let server = TestServer::start_with(Layer::Memory, |c| c.room_chat.max_room_members = 2).await;
+    let a = server.join("general").await;
+    let _b = server.join("general").await;
+    let refused = Client::try_connect(&server.room_url("general")).await;
+    assert_eq!(
+        refused.err(),
+        Some((503, "room is full (2 members on this server)".to_owned()))
+    );
+    // The cap is per room: another room still takes members.
+    let _elsewhere = server.join("elsewhere").await;
+    a.close().await;
+    let admitted = room_chat_e2e::eventually(Duration::from_secs(5), || async {
+        Client::try_connect(&server.room_url("general"))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(admitted, "a seat frees up when a member leaves");
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains(r#"room_chat_handshakes_refused_total{reason="room_full"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn completion_frames_follow_handled_frames_and_delivered_broadcasts() {
     let server = TestServer::start_with(Layer::Memory, |c| c.session.send_completion = true).await;
     let complete = r#"{"action":"complete","payload":null}"#;
