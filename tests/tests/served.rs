@@ -23,29 +23,51 @@ async fn the_contract_is_served_as_yaml_and_json_with_the_same_content() {
 }
 
 #[tokio::test]
-async fn the_client_view_flips_every_operation() {
+async fn the_client_view_flips_every_operation_and_names_it_from_the_clients_side() {
     let server = TestServer::start(Layer::Memory).await;
     let (status, text) = server.get("/asyncapi.client.yaml").await;
     assert_eq!(status, 200);
     let client: serde_json::Value = serde_yaml_from(&text);
     let server_view: serde_json::Value = serde_yaml_from(room_chat_protocol::SPEC_YAML);
     let operations = server_view["operations"].as_object().unwrap();
-    assert!(!operations.is_empty());
-    for (id, operation) in operations {
+    // Generators turn these ids into method names: the client *sends* with `send_ping`.
+    let client_ids = [
+        ("handle_ping", "send_ping"),
+        ("handle_room_chat", "send_room_chat"),
+        ("send_room_notification", "receive_room_notification"),
+        ("send_error", "receive_error"),
+        ("send_complete", "receive_complete"),
+        ("send_group_complete", "receive_group_complete"),
+    ];
+    assert_eq!(operations.len(), client_ids.len());
+    assert_eq!(
+        client["operations"].as_object().unwrap().len(),
+        client_ids.len()
+    );
+    for (server_id, client_id) in client_ids {
+        let operation = &operations[server_id];
         let flipped = match operation["action"].as_str().unwrap() {
             "receive" => "send",
             _ => "receive",
         };
         assert_eq!(
-            client["operations"][id]["action"], flipped,
-            "operation {id}"
+            client["operations"][client_id]["action"], flipped,
+            "operation {server_id} as {client_id}"
         );
         assert_eq!(
-            client["operations"][id]["reply"], operation["reply"],
-            "operation {id}"
+            client["operations"][client_id]["reply"], operation["reply"],
+            "operation {server_id} as {client_id}"
+        );
+        assert_eq!(
+            client["operations"][client_id]["messages"], operation["messages"],
+            "operation {server_id} as {client_id}"
         );
     }
     assert_eq!(client["channels"], server_view["channels"]);
+    // A document of its own, whose title generators can turn into a class name.
+    assert_eq!(client["id"], "urn:room-chat:client");
+    assert_ne!(client["id"], server_view["id"]);
+    assert_eq!(client["info"]["title"], "Room Chat Client");
 }
 
 #[tokio::test]
