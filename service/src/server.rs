@@ -356,8 +356,7 @@ pub fn client_view(spec_yaml: &str) -> Result<String, serde_yaml::Error> {
                 (Some(server_id), Some(verb)) => {
                     let candidate = client_operation_id(server_id, verb);
                     let clashes = candidate != server_id
-                        && (taken.iter().any(|t| *t == candidate)
-                            || renamed.contains_key(candidate.as_str()));
+                        && (taken.contains(&candidate) || renamed.contains_key(candidate.as_str()));
                     if clashes {
                         id
                     } else {
