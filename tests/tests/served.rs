@@ -70,6 +70,23 @@ async fn the_client_view_flips_every_operation_and_names_it_from_the_clients_sid
     assert_eq!(client["info"]["title"], "Room Chat Client");
 }
 
+#[test]
+fn client_view_ids_keep_the_servers_when_the_clients_would_clash() {
+    // `handle_ping` would become `send_ping`, which the document already has: both stay as
+    // they are rather than one silently replacing the other. An id without a verb prefix gets
+    // the client's verb in front.
+    let spec = "operations:\n  handle_ping:\n    action: receive\n  send_ping:\n    action: send\n  notices:\n    action: send\n";
+    let client: serde_json::Value = serde_yaml_from(&room_chat::server::client_view(spec).unwrap());
+    let ids: Vec<&str> = client["operations"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(ids, ["handle_ping", "receive_ping", "receive_notices"]);
+    assert_eq!(client["operations"]["handle_ping"]["action"], "send");
+}
+
 #[tokio::test]
 async fn health_and_metrics_describe_the_running_service() {
     let server = TestServer::start(Layer::Memory).await;
