@@ -12,6 +12,8 @@ help:
 	@echo "make test      - the official AsyncAPI parser, then every test: generator, protocol, layers"
 	@echo "                 (real redis-server), end to end,"
 	@echo "                 then the Node tests: generated client, chat page in headless Chromium, Modelina"
+	@echo "                 (TypeScript, Java, Python), chanx's and the AsyncAPI CLI's clients"
+	@echo "make tool-deps - the pinned Python tools of those tests (target/tools/venv), javac, Jackson jars"
 	@echo "make check     - formatting, clippy -D warnings, docs, the official AsyncAPI parser, and"
 	@echo "                 tsc --strict on the generated clients"
 	@echo "make generate  - write the generated Rust to $(GENERATED_COPY) and refresh the checked-in"
@@ -33,7 +35,8 @@ test: node-deps tool-deps spec-check
 # the AsyncAPI CLI) on the served document against the live binary.
 node-test: node-deps tool-deps
 	$(CARGO) build -p room-chat
-	node --test clients/client.test.mjs clients/browser.test.mjs clients/modelina.test.mjs clients/generators.test.mjs
+	ROOM_CHAT_TOOLS_VENV=$(TOOLS_VENV) node --test clients/client.test.mjs clients/browser.test.mjs \
+	  clients/modelina.test.mjs clients/generators.test.mjs
 
 check: node-deps fmt clippy spec-check docs client-types
 
