@@ -5,13 +5,15 @@ CARGO ?= cargo
 # Where `make generate` writes a readable copy of the generated protocol.
 GENERATED_COPY ?= target/generated
 
-.PHONY: run test check generate docs bench fmt clippy spec-check client-types node-test node-deps help
+.PHONY: run test check generate docs bench fmt clippy spec-check client-types node-test node-deps tool-deps help
 
 help:
 	@echo "make run       - run the service on http://127.0.0.1:8000 (in-memory layers unless REDIS_URL is set)"
 	@echo "make test      - the official AsyncAPI parser, then every test: generator, protocol, layers"
 	@echo "                 (real redis-server), end to end,"
 	@echo "                 then the Node tests: generated client, chat page in headless Chromium, Modelina"
+	@echo "                 (TypeScript, Java, Python), chanx's and the AsyncAPI CLI's clients"
+	@echo "make tool-deps - the pinned Python tools of those tests (target/tools/venv), javac, Jackson jars"
 	@echo "make check     - formatting, clippy -D warnings, docs, the official AsyncAPI parser, and"
 	@echo "                 tsc --strict on the generated clients"
 	@echo "make generate  - write the generated Rust to $(GENERATED_COPY) and refresh the checked-in"
@@ -22,16 +24,19 @@ help:
 run:
 	$(CARGO) run --release -p room-chat -- $(ARGS)
 
-test: node-deps spec-check
+test: node-deps tool-deps spec-check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	$(MAKE) node-test
 
 # The generated client against the live service binary, the chat page in headless Chromium
-# (/usr/bin/chromium, or $$CHROMIUM), and Modelina's models of the spec under tsc --strict.
-node-test: node-deps
+# (/usr/bin/chromium, or $$CHROMIUM), Modelina's models of the spec (TypeScript under
+# tsc --strict, Java with Jackson, plain Python), and other people's client generators (chanx,
+# the AsyncAPI CLI) on the served document against the live binary.
+node-test: node-deps tool-deps
 	$(CARGO) build -p room-chat
-	node --test clients/client.test.mjs clients/browser.test.mjs clients/modelina.test.mjs
+	ROOM_CHAT_TOOLS_VENV=$(TOOLS_VENV) node --test clients/client.test.mjs clients/browser.test.mjs \
+	  clients/modelina.test.mjs clients/generators.test.mjs
 
 check: node-deps fmt clippy spec-check docs client-types
 
@@ -79,6 +84,25 @@ bench:
 		--service-bin $(BENCH_TARGET_DIR)/release/room-chat \
 		--reference-bin $(BENCH_TARGET_DIR)/release/reference-server \
 		--out target/bench $(BENCH_ARGS)
+
+# Python tools for clients/generators.test.mjs, pinned, in a virtualenv made once and reused:
+# chanx's client generator (the `core` extra brings pyhumps, which `cli` alone lacks), and the
+# packages the AsyncAPI CLI's Python client imports (its requirements.txt). Java's side
+# (javac, Debian's Jackson jars) is checked here so a missing piece fails before any test runs.
+TOOLS_VENV ?= target/tools/venv
+TOOLS_PIP = 'chanx[cli,client,core]==2.13.0' 'websocket-client==1.8.0' 'certifi==2025.1.31'
+
+tool-deps: node-deps $(TOOLS_VENV)/.installed
+	@command -v javac >/dev/null || { echo "javac is missing (apt-get install default-jdk-headless)"; exit 1; }
+	@for jar in databind core annotations; do \
+	  [ -e /usr/share/java/jackson-$$jar.jar ] || [ -n "$$JACKSON_JARS" ] || \
+	    { echo "/usr/share/java/jackson-$$jar.jar is missing (apt-get install libjackson2-databind-java)"; exit 1; }; \
+	done
+
+$(TOOLS_VENV)/.installed: Makefile
+	python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check $(TOOLS_PIP)
+	touch $@
 
 # The official AsyncAPI parser, TypeScript, Modelina, ws and playwright-core come from npm
 # (playwright-core drives the system's Chromium; it never downloads a browser).

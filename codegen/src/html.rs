@@ -26,6 +26,17 @@ pub const SERVER_SLOT: &str = "<!-- asyncapi-codegen:this-server -->";
 /// still reachable by name; the limit (with the cycle guard) keeps recursive schemas finite.
 const MAX_FIELD_DEPTH: usize = 4;
 
+/// The files a service serves next to the page (at `/asyncapi`), linked relative to it so the
+/// links hold wherever the service is mounted: the document in both encodings, its client view
+/// for client generators, and the generated client. `(href, label, what)`.
+const DOWNLOADS: [(&str, &str, &str); 5] = [
+    ("asyncapi.yaml", "/asyncapi.yaml", "The AsyncAPI document (server view)."),
+    ("asyncapi.json", "/asyncapi.json", "The same document as JSON, for tools that want JSON (chanx's client generator)."),
+    ("asyncapi.client.yaml", "/asyncapi.client.yaml", "The document from the client's point of view, for client generators such as the AsyncAPI CLI's."),
+    ("asyncapi/client.js", "/asyncapi/client.js", "The generated JavaScript client (an ES module)."),
+    ("asyncapi/client.d.ts", "/asyncapi/client.d.ts", "Its TypeScript declarations."),
+];
+
 /// Renders the documentation page for `api`.
 pub(crate) fn render(api: &ir::Api) -> Result<String, GenerateError> {
     let mut hb = Handlebars::new();
@@ -77,6 +88,39 @@ pub(crate) fn markdown(text: &str) -> String {
     });
     let mut out = String::new();
     html::push_html(&mut out, events);
+    out
+}
+
+/// Plain text as HTML, with `backtick` spans as `<code>`: what field descriptions (one-line
+/// notes in a table cell, not Markdown documents) need to read as they were written. Everything
+/// is escaped first, so the only markup in the result is the `<code>` this function adds. A
+/// backtick without a partner stays a backtick.
+pub(crate) fn inline_code(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            other => escaped.push(other),
+        }
+    }
+    let mut out = String::with_capacity(escaped.len() + 16);
+    let mut rest = escaped.as_str();
+    while let Some(open) = rest.find('`') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('`').filter(|&close| close > 0) else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        out.push_str("<code>");
+        out.push_str(&after[..close]);
+        out.push_str("</code>");
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -176,6 +220,9 @@ fn view(api: &ir::Api) -> Value {
         "channels": channels,
         "toc": toc,
         "server_slot": SERVER_SLOT,
+        "downloads": DOWNLOADS.iter().map(|(href, label, what)| json!({
+            "href": href, "label": label, "what": what,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -446,13 +493,14 @@ fn unfold(
     seen.remove(name);
 }
 
-/// One row of a field table; every row has every key, as the strict template expects.
+/// One row of a field table; every row has every key, as the strict template expects. The
+/// description is HTML (see [`inline_code`]).
 fn row(path: &str, ty: &str, required: bool, description: Option<&str>) -> Value {
     json!({
         "path": path,
         "type": ty,
         "required": required,
-        "description": description,
+        "description": description.map(inline_code),
         "notes": "",
         "envelope": false,
     })
@@ -475,7 +523,20 @@ fn type_name(ty: &TypeRef) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::markdown;
+    use super::{inline_code, markdown};
+
+    #[test]
+    fn backticks_in_plain_text_become_code_and_the_rest_is_escaped() {
+        assert_eq!(
+            inline_code("Kinds: `json_invalid`, `missing`, ..."),
+            "Kinds: <code>json_invalid</code>, <code>missing</code>, ..."
+        );
+        assert_eq!(
+            inline_code("`<script>` & <b>x</b> `"),
+            "<code>&lt;script&gt;</code> &amp; &lt;b&gt;x&lt;/b&gt; `"
+        );
+        assert_eq!(inline_code("a `` b"), "a `` b");
+    }
 
     #[test]
     fn raw_html_in_markdown_is_text() {

@@ -176,7 +176,7 @@ pub struct Channel {
     pub type_prefix: String,
     /// The address template.
     pub address: String,
-    /// Title.
+    /// Title, unless it is the channel's id again.
     pub title: Option<String>,
     /// Summary.
     pub summary: Option<String>,

@@ -117,8 +117,8 @@ fn asyncapi_2() {
 #[test]
 fn receive_without_error_message() {
     let spec = edited(
-        "      - $ref: '#/channels/room_chat/messages/error'\n  send_completion:",
-        "      - $ref: '#/channels/room_chat/messages/complete'\n  send_completion:",
+        "      - $ref: '#/channels/room_chat/messages/error'\n  send_complete:",
+        "      - $ref: '#/channels/room_chat/messages/complete'\n  send_complete:",
     );
     assert_eq!(error_of(&spec), "#/channels/room_chat: the channel receives messages but no send operation declares an `error` message; expected one, so that clients know how undecodable frames are answered");
 }

@@ -23,7 +23,8 @@ fn docs_list_every_operation_message_and_example() {
         "handle_room_chat",
         "send_room_notification",
         "send_error",
-        "send_completion",
+        "send_complete",
+        "send_group_complete",
     ] {
         assert!(
             html.contains(&format!("<code>{operation}</code>")),
@@ -58,6 +59,26 @@ fn docs_list_every_operation_message_and_example() {
     assert!(html.contains("Reply: <a href=\"#message-room-chat-pong\">"));
     assert!(html.contains("the reply of <a href=\"#operation-room-chat-handle-ping\">"));
     assert!(!html.contains("<script"), "the page has no scripts");
+}
+
+#[test]
+fn docs_link_every_served_artifact_and_show_inline_code_in_field_descriptions() {
+    let html = one(SPEC, Target::Html, "docs.html");
+    for href in [
+        "asyncapi.yaml",
+        "asyncapi.json",
+        "asyncapi.client.yaml",
+        "asyncapi/client.js",
+        "asyncapi/client.d.ts",
+    ] {
+        assert!(html.contains(&format!("<a href=\"{href}\">")), "{href}");
+    }
+    // ErrorItem.type's description lists kinds in backticks: a reader sees code, not backticks.
+    assert!(
+        html.contains("Machine-readable kind: <code>json_invalid</code>, <code>model_type</code>"),
+        "inline code in a field description"
+    );
+    assert!(!html.contains("`json_invalid`"));
 }
 
 #[test]

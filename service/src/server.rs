@@ -311,35 +311,88 @@ async fn client_spec_yaml(State(state): State<Core>) -> Response {
         .into_response()
 }
 
-/// The contract from the client's point of view: every operation's `action` flipped (`receive`
-/// becomes `send` and back), so generic client generators that read a document as their own see
-/// "the client sends `room_chat`". Replies keep their place: the server still answers a ping.
+/// The title of the client view: generators name their client class after `info.title` with
+/// the spaces removed (the AsyncAPI CLI's Python and JavaScript clients), so it must read as an
+/// identifier once they are gone.
+pub const CLIENT_VIEW_TITLE: &str = "Room Chat Client";
+
+/// The client view's `id`: a document of its own, not the service's contract.
+pub const CLIENT_VIEW_ID: &str = "urn:room-chat:client";
+
+/// The contract from the client's point of view, for generic client generators that read a
+/// document as their own:
+/// - every operation's `action` is flipped (`receive` becomes `send` and back), so they see
+///   "the client sends `room_chat`"; replies keep their place (the server still answers a ping);
+/// - operation ids say what the client does, since generators turn them into method names: the
+///   server's verb prefix (`handle_`, `send_`, `receive_`, `on_`) gives way to the client's
+///   (`handle_ping` becomes `send_ping`, `send_error` becomes `receive_error`), unless that
+///   would clash with another id;
+/// - `info.title` and `id` are the client's own ([`CLIENT_VIEW_TITLE`], [`CLIENT_VIEW_ID`]), so
+///   the two views are never taken for one document.
 pub fn client_view(spec_yaml: &str) -> Result<String, serde_yaml::Error> {
     let mut doc: serde_yaml::Value = serde_yaml::from_str(spec_yaml)?;
     if let Some(operations) = doc
         .get_mut("operations")
         .and_then(serde_yaml::Value::as_mapping_mut)
     {
-        for (_, operation) in operations.iter_mut() {
+        let taken: Vec<String> = operations
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect();
+        let mut renamed = serde_yaml::Mapping::new();
+        for (id, mut operation) in std::mem::take(operations) {
+            let mut client_verb = None;
             if let Some(action) = operation.get_mut("action") {
                 let flipped = match action.as_str() {
-                    Some("receive") => "send",
-                    Some("send") => "receive",
-                    _ => continue,
+                    Some("receive") => Some("send"),
+                    Some("send") => Some("receive"),
+                    _ => None,
                 };
-                *action = serde_yaml::Value::from(flipped);
+                if let Some(flipped) = flipped {
+                    *action = serde_yaml::Value::from(flipped);
+                    client_verb = Some(flipped);
+                }
             }
+            let client_id = match (id.as_str(), client_verb) {
+                (Some(server_id), Some(verb)) => {
+                    let candidate = client_operation_id(server_id, verb);
+                    let clashes = candidate != server_id
+                        && (taken.contains(&candidate) || renamed.contains_key(candidate.as_str()));
+                    if clashes {
+                        id
+                    } else {
+                        serde_yaml::Value::from(candidate)
+                    }
+                }
+                _ => id,
+            };
+            renamed.insert(client_id, operation);
+        }
+        *operations = renamed;
+    }
+    if let Some(mapping) = doc.as_mapping_mut() {
+        if mapping.contains_key("id") {
+            mapping.insert("id".into(), CLIENT_VIEW_ID.into());
         }
     }
     if let Some(info) = doc
         .get_mut("info")
         .and_then(serde_yaml::Value::as_mapping_mut)
     {
-        if let Some(serde_yaml::Value::String(title)) = info.get_mut("title") {
-            title.push_str(" (client view)");
-        }
+        info.insert("title".into(), CLIENT_VIEW_TITLE.into());
     }
     serde_yaml::to_string(&doc)
+}
+
+/// `handle_ping` seen by a client that sends it: `send_ping`. The server's verb prefix, if any,
+/// is replaced by the client's `verb`.
+fn client_operation_id(server_id: &str, verb: &str) -> String {
+    let rest = ["handle_", "send_", "receive_", "on_"]
+        .iter()
+        .find_map(|prefix| server_id.strip_prefix(prefix))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(server_id);
+    format!("{verb}_{rest}")
 }
 
 async fn health(State(state): State<Core>) -> Response {

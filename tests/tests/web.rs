@@ -61,6 +61,22 @@ async fn the_docs_page_shows_operations_messages_and_examples_and_runs_no_script
     }
     assert!(html.contains("<code>/ws/room/{room_name}</code>"));
     assert!(html.contains("<code>payload.message</code>"));
+    // Every artifact the service serves is linked (relative to `/asyncapi`), and each link works.
+    for path in [
+        "/asyncapi.yaml",
+        "/asyncapi.json",
+        "/asyncapi.client.yaml",
+        "/asyncapi/client.js",
+        "/asyncapi/client.d.ts",
+    ] {
+        let href = path.trim_start_matches('/');
+        assert!(
+            html.contains(&format!("<a href=\"{href}\">")),
+            "a link to {path}"
+        );
+        let (status, _, _) = get(server.addr(), path).await;
+        assert_eq!(status, 200, "{path}");
+    }
     // An example, pretty-printed and escaped.
     assert!(html.contains("&quot;message&quot;: &quot;💬 hello&quot;"));
     // Markdown is rendered, and no description brings a script in.

@@ -114,7 +114,9 @@ impl<'d> Lowering<'d> {
             module,
             type_prefix: pascal_case(id),
             address,
-            title: channel.title.clone(),
+            // A title that only repeats the id (what some client generators name their package
+            // after, so specs write `title: room_chat`) would say the same thing twice in docs.
+            title: channel.title.clone().filter(|title| title != id),
             summary: channel.summary.clone(),
             description: channel.description.clone(),
             parameters,

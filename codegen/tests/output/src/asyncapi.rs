@@ -243,12 +243,13 @@ impl Decode for GroupCompleteMessage {
     }
 }
 
-/// Room chat
-///
 /// One chat room; connecting joins it, disconnecting leaves it.
 ///
 /// Room Chat Consumer - dynamic room-based messaging. Each connection joins the group of the
 /// room named in the path. Rooms are isolated: nothing sent in one room reaches another.
+///
+/// To join the room `general` of the service started with `make run`, connect to
+/// `ws://localhost:8000/ws/room/general`.
 pub mod room_chat {
     use super::*;
     use protocol_runtime::{Dispatched, Framed};
