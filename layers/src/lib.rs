@@ -6,7 +6,10 @@
 //! group. It is the Rust counterpart of Python `fast-channels`' layers, and the two Redis layers
 //! speak the Python layers' wire formats, so Rust and Python processes can share one Redis.
 //!
-//! There is one seam, the [`ChannelLayer`] trait, and one implementation per backend:
+//! Every layer is one shared local core (this process's channels, groups and memberships, the
+//! fan-out into bounded queues with one drop policy, counters, health and lifecycle) under a
+//! remote transport; there is one seam, the [`ChannelLayer`] trait, and one implementation per
+//! backend:
 //! - [`memory::MemoryLayer`]: a single process, no Redis;
 //! - [`pubsub::RedisPubSubLayer`]: Redis pub/sub, fire-and-forget, lowest latency;
 //! - [`queue::RedisQueueLayer`]: Redis sorted sets, messages wait for their receiver (up to
@@ -38,7 +41,7 @@
 //! ```
 
 pub use error::LayerError;
-pub use health::LayerHealth;
+pub use health::{LayerHealth, TargetHealth};
 pub use inbox::Inbox;
 pub use message::Message;
 pub use names::{
@@ -52,6 +55,7 @@ mod health;
 pub mod hosts;
 mod inbox;
 mod lifecycle;
+mod local;
 pub mod memory;
 mod message;
 mod names;
@@ -108,8 +112,16 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Inboxes report [`LayerError::Closed`]; later operations fail with it.
     async fn close(&self) -> Result<(), LayerError>;
 
-    /// Live health for `/healthz` (the in-memory layer is always up).
+    /// Live health for `/healthz` (the in-memory layer is always up): Down while any target
+    /// of the transport is down.
     fn health(&self) -> tokio::sync::watch::Receiver<LayerHealth>;
+
+    /// The health of each target of the transport (each Redis host of the ring, Sentinel
+    /// master or Cluster partition), so `/healthz` and `/metrics` can say *which* one is down.
+    /// Empty for the in-memory layer, which has no remote target.
+    fn targets(&self) -> Vec<TargetHealth> {
+        Vec::new()
+    }
 
     /// Counters for `/metrics`.
     fn stats(&self) -> LayerStats;

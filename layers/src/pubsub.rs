@@ -51,7 +51,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -59,13 +59,12 @@ use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
-use crate::health::HealthBoard;
+use crate::health::TargetHealth;
 use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
-use crate::inbox::{push, ChannelOwner, Envelope, Push};
-use crate::lifecycle::Lifecycle;
-use crate::message::lock;
+use crate::inbox::ChannelOwner;
+use crate::local::LocalCore;
 use crate::names::{random_hex32, validate_channel_name};
-use crate::stats::{Counters, DropReason};
+use crate::stats::DropReason;
 use crate::{ChannelLayer, Group, Inbox, LayerError, LayerHealth, LayerStats, Message};
 
 const KIND: &str = "redis_pubsub";
@@ -135,10 +134,9 @@ struct Shared {
     /// `"{prefix}__group__"`: tells group channels from direct ones.
     group_prefix: String,
     hosts: Vec<SubscriberHost>,
-    local: Mutex<Local>,
-    counters: Arc<Counters>,
-    health: HealthBoard,
-    lifecycle: Lifecycle,
+    /// This process's channels, groups and memberships, the fan-out, counters, health and
+    /// lifecycle: everything but the Redis transport.
+    core: LocalCore,
 }
 
 #[derive(Debug)]
@@ -175,23 +173,6 @@ struct Publish {
 /// burst, few enough that a pipeline's reply (one integer per command) stays small.
 const PUBLISH_BATCH: usize = 512;
 
-/// The process-local routing table.
-#[derive(Debug, Default)]
-struct Local {
-    /// Local channel -> its queue.
-    channels: HashMap<Arc<str>, mpsc::Sender<Envelope>>,
-    /// Redis group channel (`{prefix}__group__{group}`) -> local members.
-    groups: HashMap<String, HashSet<Arc<str>>>,
-    /// Local channel -> Redis group channels it joined (to leave them on drop).
-    memberships: HashMap<Arc<str>, HashSet<String>>,
-}
-
-impl Local {
-    fn wants(&self, name: &str) -> bool {
-        self.channels.contains_key(name) || self.groups.contains_key(name)
-    }
-}
-
 impl RedisPubSubLayer {
     /// Builds the layer and starts one subscriber task per host. Connections are made in the
     /// background (the first `new_channel` waits up to `connect_timeout` for them). Must be
@@ -222,26 +203,27 @@ impl RedisPubSubLayer {
                 })
             })
             .collect::<Result<Vec<_>, LayerError>>()?;
+        let targets = hosts.iter().map(|h| h.redis.name.clone()).collect();
         let shared = Arc::new(Shared {
             group_prefix: format!("{}__group__", settings.prefix),
-            health: HealthBoard::new(KIND, hosts.len()),
+            core: LocalCore::new(KIND, targets, settings.local_queue_bound, None),
             hosts,
             settings,
-            local: Mutex::new(Local::default()),
-            counters: Arc::new(Counters::default()),
-            lifecycle: Lifecycle::default(),
         });
         for (index, publish_queue) in publish_queues.into_iter().enumerate() {
             shared
+                .core
                 .lifecycle
                 .tasks
                 .spawn(run_publisher(shared.clone(), index, publish_queue));
             let (dispatch, queue) = mpsc::channel(shared.settings.dispatch_queue.max(1));
             shared
+                .core
                 .lifecycle
                 .tasks
                 .spawn(run_subscriber(shared.clone(), index, dispatch));
             shared
+                .core
                 .lifecycle
                 .tasks
                 .spawn(run_dispatcher(shared.clone(), queue));
@@ -257,7 +239,7 @@ impl RedisPubSubLayer {
     /// Background tasks still running (a subscriber, a dispatcher and a publisher per host, plus clean-ups in
     /// flight; 0 after `close`).
     pub fn background_tasks(&self) -> usize {
-        self.shared.lifecycle.tasks.len()
+        self.shared.core.lifecycle.tasks.len()
     }
 
     /// Hands a message to the publisher task of its host, without waiting for Redis (see
@@ -312,10 +294,7 @@ impl Shared {
     async fn reconcile(&self, index: usize, names: &[String]) -> Result<(), LayerError> {
         let host = &self.hosts[index];
         let settings = &self.settings.connection;
-        let wants_any = {
-            let local = lock(&self.local);
-            names.iter().any(|n| local.wants(n))
-        };
+        let wants_any = names.iter().any(|n| self.wants(n));
         if wants_any && host.sink.borrow().is_none() && !self.wait_for_subscriber(host).await {
             return Err(host.redis.unavailable("not connected"));
         }
@@ -323,20 +302,11 @@ impl Shared {
         // Read the sink and the wishes only now, under the subscription lock: the subscriber
         // task cannot swap connections underneath us, and the wishes are the latest.
         let sink = host.sink.borrow().clone();
-        let (subscribe, unsubscribe): (Vec<String>, Vec<String>) = {
-            let local = lock(&self.local);
-            let subscribe = names
-                .iter()
-                .filter(|n| local.wants(n) && !subscribed.contains(*n))
-                .cloned()
-                .collect();
-            let unsubscribe = names
-                .iter()
-                .filter(|n| !local.wants(n) && subscribed.contains(*n))
-                .cloned()
-                .collect();
-            (subscribe, unsubscribe)
-        };
+        let (subscribe, unsubscribe): (Vec<String>, Vec<String>) = names
+            .iter()
+            .filter(|n| self.wants(n) != subscribed.contains(*n))
+            .cloned()
+            .partition(|n| self.wants(n));
         let Some(mut sink) = sink else {
             return if subscribe.is_empty() {
                 Ok(())
@@ -373,7 +343,7 @@ impl Shared {
         let limit = self.settings.connection.connect_timeout;
         tokio::select! {
             r = timeout(limit, connected.wait_for(Option::is_some)) => matches!(r, Ok(Ok(_))),
-            () = self.lifecycle.shutdown.cancelled() => false,
+            () = self.core.lifecycle.shutdown.cancelled() => false,
         }
     }
 
@@ -402,24 +372,38 @@ impl Shared {
             return;
         }
         if !publish.broadcast {
-            self.counters
-                .dropped(KIND, DropReason::NoSuchChannel, &publish.channel, 1);
-        } else if lock(&self.local).groups.contains_key(&publish.channel) {
-            self.counters
-                .dropped(KIND, DropReason::Unheard, &publish.channel, 1);
+            self.core
+                .dropped(DropReason::NoSuchChannel, &publish.channel, 1);
+        } else if self
+            .group_of(&publish.channel)
+            .is_some_and(|g| self.core.has_members(g))
+        {
+            self.core.dropped(DropReason::Unheard, &publish.channel, 1);
+        }
+    }
+
+    /// The group a Redis channel carries, if it is a group channel.
+    fn group_of<'a>(&self, redis_channel: &'a str) -> Option<&'a str> {
+        redis_channel.strip_prefix(&self.group_prefix)
+    }
+
+    /// Whether this process wants to hear a Redis channel: a local channel, or a group with
+    /// local members.
+    fn wants(&self, redis_channel: &str) -> bool {
+        match self.group_of(redis_channel) {
+            Some(group) => self.core.has_members(group),
+            None => self.core.is_local(redis_channel),
         }
     }
 
     /// Every name host `index` should be subscribed to.
     fn wanted_on(&self, index: usize) -> Vec<String> {
-        let local = lock(&self.local);
-        local
-            .channels
-            .keys()
-            .map(|name| &**name)
-            .chain(local.groups.keys().map(String::as_str))
+        let (channels, groups) = self.core.wanted();
+        channels
+            .iter()
+            .map(|name| name.to_string())
+            .chain(groups.iter().map(|group| self.group_channel(group)))
             .filter(|name| self.host_of(name) == index)
-            .map(str::to_owned)
             .collect()
     }
 
@@ -428,12 +412,10 @@ impl Shared {
     fn enqueue(&self, dispatch: &mpsc::Sender<redis::Msg>, msg: redis::Msg) {
         match dispatch.try_send(msg) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(msg)) => self.counters.dropped(
-                KIND,
-                DropReason::DispatchOverflow,
-                msg.get_channel_name(),
-                1,
-            ),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.core
+                    .dropped(DropReason::DispatchOverflow, msg.get_channel_name(), 1);
+            }
             // The dispatcher only stops at shutdown; nothing is delivered any more anyway.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
@@ -446,82 +428,42 @@ impl Shared {
             Ok(message) => message,
             Err(e) => {
                 tracing::warn!(layer = KIND, channel = name, error = %e, "undecodable message from Redis");
-                self.counters
-                    .dropped(KIND, DropReason::Undecodable, name, 1);
+                self.core.dropped(DropReason::Undecodable, name, 1);
                 return;
             }
         };
-        // Snapshot the targets, then deliver without the lock (no lock across an await). A
-        // snapshot entry is two reference-count increments, no allocation per member.
-        let targets: Vec<(Arc<str>, mpsc::Sender<Envelope>)> = {
-            let local = lock(&self.local);
-            if let Some((channel, tx)) = local.channels.get_key_value(name) {
-                vec![(channel.clone(), tx.clone())]
-            } else if let Some(members) = local.groups.get(name) {
-                members
-                    .iter()
-                    .filter_map(|m| local.channels.get(m).map(|tx| (m.clone(), tx.clone())))
-                    .collect()
-            } else {
-                // Published just before we unsubscribed: nobody here wants it any more. For a
-                // group that is normal (its last local member left); a direct message, though,
-                // had exactly one receiver, and it is gone.
-                if !name.starts_with(&self.group_prefix) {
-                    self.counters
-                        .dropped(KIND, DropReason::NoSuchChannel, name, 1);
-                }
-                Vec::new()
+        // The core fans out (one shared message, a full member is a slow consumer). A message
+        // for a channel or group nobody here wants any more was published just before we
+        // unsubscribed: for a group that is normal (its last local member left); a direct
+        // message, though, had exactly one receiver, and it is gone (the core counts it).
+        match self.group_of(name) {
+            Some(group) => {
+                self.core.deliver_to_group(group, &message, None).await;
             }
-        };
-        for (pushed, (channel, tx)) in targets.into_iter().enumerate() {
-            let envelope = Envelope {
-                message: message.clone(),
-                expires_at: None,
-            };
-            match push(&tx, envelope) {
-                Push::Queued => {}
-                Push::Full => self
-                    .counters
-                    .dropped(KIND, DropReason::SlowConsumer, &channel, 1),
-                Push::Gone => self
-                    .counters
-                    .dropped(KIND, DropReason::NoSuchChannel, &channel, 1),
-            }
-            crate::inbox::fan_out_yield(pushed).await;
+            None => self.core.deliver(name, message, None),
         }
     }
 
-    /// Forgets a channel and returns the names whose subscription may have to go.
+    /// Forgets a channel and returns the Redis names whose subscription may have to go.
     fn forget(&self, channel: &str) -> Vec<String> {
-        let mut local = lock(&self.local);
-        let mut names = Vec::new();
-        if local.channels.remove(channel).is_some() {
-            names.push(channel.to_owned());
-        }
-        if let Some(groups) = local.memberships.remove(channel) {
-            for group in groups {
-                if let Some(members) = local.groups.get_mut(&group) {
-                    members.remove(channel);
-                    if members.is_empty() {
-                        local.groups.remove(&group);
-                    }
-                }
-                names.push(group);
-            }
-        }
-        names
+        let Some(groups) = self.core.forget(channel) else {
+            return Vec::new();
+        };
+        std::iter::once(channel.to_owned())
+            .chain(groups.iter().map(|group| self.group_channel(group)))
+            .collect()
     }
 }
 
 impl ChannelOwner for Shared {
     fn release(self: Arc<Self>, channel: &str) {
         let names = self.forget(channel);
-        if names.is_empty() || self.lifecycle.shutdown.is_cancelled() {
+        if names.is_empty() || self.core.lifecycle.shutdown.is_cancelled() {
             return;
         }
         // `Drop` cannot await: unsubscribe in a tracked task, so `close` waits for it.
         let this = self.clone();
-        self.lifecycle.tasks.spawn(async move {
+        self.core.lifecycle.tasks.spawn(async move {
             if let Err(e) = this.reconcile_all(names).await {
                 tracing::debug!(error = %e, "unsubscribe after inbox drop failed; the reconnect will not resubscribe it");
             }
@@ -538,16 +480,15 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
     let mut backoff = Backoff::new(&settings);
     loop {
         let attempt = tokio::select! {
-            () = shared.lifecycle.shutdown.cancelled() => return,
+            () = shared.core.lifecycle.shutdown.cancelled() => return,
             r = timeout(settings.connect_timeout, host.redis.client.get_async_pubsub()) => r,
         };
         let pubsub = match attempt {
             Ok(Ok(pubsub)) => pubsub,
             Ok(Err(e)) => {
-                shared
-                    .health
-                    .set_down(index, &host.redis.name, &e.to_string(), &shared.counters);
+                shared.core.set_down(index, &e.to_string());
                 if shared
+                    .core
                     .lifecycle
                     .sleep_or_shutdown(backoff.next_delay())
                     .await
@@ -557,13 +498,9 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                 continue;
             }
             Err(_) => {
-                shared.health.set_down(
-                    index,
-                    &host.redis.name,
-                    "connect timed out",
-                    &shared.counters,
-                );
+                shared.core.set_down(index, "connect timed out");
                 if shared
+                    .core
                     .lifecycle
                     .sleep_or_shutdown(backoff.next_delay())
                     .await
@@ -585,22 +522,12 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                 match timeout(settings.command_timeout, sink.subscribe(chunk)).await {
                     Ok(Ok(())) => subscribed.extend(chunk.iter().cloned()),
                     Ok(Err(e)) => {
-                        shared.health.set_down(
-                            index,
-                            &host.redis.name,
-                            &e.to_string(),
-                            &shared.counters,
-                        );
+                        shared.core.set_down(index, &e.to_string());
                         ok = false;
                         break;
                     }
                     Err(_) => {
-                        shared.health.set_down(
-                            index,
-                            &host.redis.name,
-                            "SUBSCRIBE timed out",
-                            &shared.counters,
-                        );
+                        shared.core.set_down(index, "SUBSCRIBE timed out");
                         ok = false;
                         break;
                     }
@@ -622,6 +549,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
         };
         if !resubscribed {
             if shared
+                .core
                 .lifecycle
                 .sleep_or_shutdown(backoff.next_delay())
                 .await
@@ -630,9 +558,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
             }
             continue;
         }
-        shared
-            .health
-            .set_up(index, &host.redis.name, &shared.counters);
+        shared.core.set_up(index);
         backoff.reset();
         // A killed Redis closes the socket and ends the stream at once; a hung one or a silent
         // partition does not, so the connection is also PINGed while idle. At most one PING is
@@ -643,7 +569,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
         let reason = loop {
             tokio::select! {
                 biased;
-                () = shared.lifecycle.shutdown.cancelled() => {
+                () = shared.core.lifecycle.shutdown.cancelled() => {
                     host.listening.store(false, Ordering::Release);
                     host.sink.send_replace(None);
                     return;
@@ -671,9 +597,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
         // retry at once (a restarted Redis is usually already back).
         host.listening.store(false, Ordering::Release);
         host.sink.send_replace(None);
-        shared
-            .health
-            .set_down(index, &host.redis.name, reason, &shared.counters);
+        shared.core.set_down(index, reason);
     }
 }
 
@@ -690,7 +614,7 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
     loop {
         let first = tokio::select! {
             biased;
-            () = shared.lifecycle.shutdown.cancelled() => break,
+            () = shared.core.lifecycle.shutdown.cancelled() => break,
             first = queue.recv() => first,
         };
         let Some(first) = first else { break };
@@ -742,8 +666,8 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
                 );
                 for publish in &batch {
                     shared
-                        .counters
-                        .dropped(KIND, DropReason::PublishFailed, &publish.channel, 1);
+                        .core
+                        .dropped(DropReason::PublishFailed, &publish.channel, 1);
                 }
             }
         }
@@ -753,8 +677,8 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
     queue.close();
     while let Ok(publish) = queue.try_recv() {
         shared
-            .counters
-            .dropped(KIND, DropReason::PublishFailed, &publish.channel, 1);
+            .core
+            .dropped(DropReason::PublishFailed, &publish.channel, 1);
     }
 }
 
@@ -768,7 +692,7 @@ async fn run_dispatcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<redis::Ms
     loop {
         let msg = tokio::select! {
             biased;
-            () = shared.lifecycle.shutdown.cancelled() => return,
+            () = shared.core.lifecycle.shutdown.cancelled() => return,
             msg = queue.recv() => msg,
         };
         match msg {
@@ -792,70 +716,42 @@ async fn wait_ping(ping: &mut Option<PingFuture>) -> bool {
 #[async_trait::async_trait]
 impl ChannelLayer for RedisPubSubLayer {
     async fn new_channel(&self) -> Result<Inbox, LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         let name = format!("{}specific.{}", self.shared.settings.prefix, random_hex32());
-        let (tx, rx) = mpsc::channel(self.shared.settings.local_queue_bound.max(1));
-        let shared_name: Arc<str> = Arc::from(name.as_str());
-        lock(&self.shared.local)
-            .channels
-            .insert(shared_name.clone(), tx);
+        let owner: std::sync::Weak<Shared> = Arc::downgrade(&self.shared);
+        let owner: std::sync::Weak<dyn ChannelOwner> = owner;
+        let inbox = self.shared.core.open(Arc::from(name.as_str()), owner);
         let index = self.shared.host_of(&name);
         if let Err(e) = self
             .shared
             .reconcile(index, std::slice::from_ref(&name))
             .await
         {
-            lock(&self.shared.local).channels.remove(name.as_str());
+            // Dropping the inbox forgets the channel and unsubscribes whatever got subscribed.
+            drop(inbox);
             return Err(e);
         }
-        let owner: std::sync::Weak<Shared> = Arc::downgrade(&self.shared);
-        Ok(Inbox::new(
-            shared_name,
-            rx,
-            self.shared.counters.clone(),
-            KIND,
-            owner,
-        ))
+        Ok(inbox)
     }
 
     async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         // A channel nobody is subscribed to has no receiver in any process: the publisher
         // counts such a message as gone (not an error: receivers leave at any time).
         self.publish(channel.to_owned(), &message, false).await?;
-        self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.shared.core.count_sent();
         Ok(())
     }
 
     async fn group_add(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         let group_channel = self.shared.group_channel(group);
         // Memberships here live as long as the inbox and never expire, so re-adding an existing
         // member has nothing to refresh (callers that re-add to refresh other layers may).
         // Whether this call made the channel a member (false when it already was one).
-        let inserted = {
-            let mut local = lock(&self.shared.local);
-            // Reuse the routing table's name: memberships share it instead of copying it.
-            let Some((channel, _)) = local.channels.get_key_value(channel) else {
-                return Err(LayerError::NotLocal {
-                    channel: channel.to_owned(),
-                });
-            };
-            let channel = channel.clone();
-            let inserted = local
-                .groups
-                .entry(group_channel.clone())
-                .or_default()
-                .insert(channel.clone());
-            local
-                .memberships
-                .entry(channel)
-                .or_default()
-                .insert(group_channel.clone());
-            inserted
-        };
+        let inserted = self.shared.core.join_local(group, channel)?;
         let index = self.shared.host_of(&group_channel);
         if let Err(e) = self
             .shared
@@ -866,7 +762,7 @@ impl ChannelLayer for RedisPubSubLayer {
             // must not be. An existing one stays: a failed refresh does not undo an earlier
             // success, and the reconnect resubscribes the group for it.
             if inserted {
-                leave(&self.shared, &group_channel, channel);
+                self.shared.core.leave(group, channel);
                 // Best effort: if we were the only member, nothing should stay subscribed.
                 let _ = self
                     .shared
@@ -879,10 +775,10 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn group_discard(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         let group_channel = self.shared.group_channel(group);
-        if leave(&self.shared, &group_channel, channel) {
+        if self.shared.core.leave(group, channel) {
             let index = self.shared.host_of(&group_channel);
             // An unsubscribe only fails with the connection, and a reconnect does not
             // resubscribe an unwanted group, so a failure here needs no rollback.
@@ -898,45 +794,43 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         self.publish(self.shared.group_channel(group), &message, true)
             .await?;
-        self.shared
-            .counters
-            .group_sent
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.core.count_group_sent();
         Ok(())
     }
 
     async fn flush(&self) -> Result<(), LayerError> {
-        let names: Vec<String> = {
-            let mut local = lock(&self.shared.local);
-            let names = local
-                .channels
-                .keys()
-                .map(|name| name.to_string())
-                .chain(local.groups.keys().cloned())
-                .collect();
-            *local = Local::default();
-            names
-        };
+        let cleared = self.shared.core.clear();
+        let groups: HashSet<&Group> = cleared.memberships.iter().map(|(g, _)| g).collect();
+        let names: Vec<String> = cleared
+            .channels
+            .iter()
+            .map(|name| name.to_string())
+            .chain(groups.into_iter().map(|g| self.shared.group_channel(g)))
+            .collect();
         self.shared.reconcile_all(names).await
     }
 
     async fn close(&self) -> Result<(), LayerError> {
-        self.shared.lifecycle.mark_closed();
-        *lock(&self.shared.local) = Local::default();
+        self.shared.core.lifecycle.mark_closed();
+        self.shared.core.clear();
         // Stop the subscribers; dropping their connections ends every subscription on Redis.
-        self.shared.lifecycle.stop_tasks().await;
+        self.shared.core.lifecycle.stop_tasks().await;
         Ok(())
     }
 
     fn health(&self) -> watch::Receiver<LayerHealth> {
-        self.shared.health.subscribe()
+        self.shared.core.health()
+    }
+
+    fn targets(&self) -> Vec<TargetHealth> {
+        self.shared.core.targets()
     }
 
     fn stats(&self) -> LayerStats {
-        self.shared.counters.snapshot()
+        self.shared.core.stats()
     }
 
     fn kind(&self) -> &'static str {
@@ -947,25 +841,6 @@ impl ChannelLayer for RedisPubSubLayer {
 impl Drop for RedisPubSubLayer {
     fn drop(&mut self) {
         // Background tasks hold the shared state; without this they would outlive the layer.
-        self.shared.lifecycle.shutdown.cancel();
+        self.shared.core.lifecycle.shutdown.cancel();
     }
-}
-
-/// Removes one local membership; `true` if it existed.
-fn leave(shared: &Shared, group_channel: &str, channel: &str) -> bool {
-    let mut local = lock(&shared.local);
-    let Some(members) = local.groups.get_mut(group_channel) else {
-        return false;
-    };
-    let removed = members.remove(channel);
-    if members.is_empty() {
-        local.groups.remove(group_channel);
-    }
-    if let Some(groups) = local.memberships.get_mut(channel) {
-        groups.remove(group_channel);
-        if groups.is_empty() {
-            local.memberships.remove(channel);
-        }
-    }
-    removed
 }

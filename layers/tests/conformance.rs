@@ -214,6 +214,9 @@ async fn slow_receiver_is_bounded_and_counted(kind: Kind) {
     })
     .await;
     let stats = layer.stats();
+    // One reason for one cause on every layer: a member whose local queue is full when a
+    // broadcast reaches it is a slow consumer (nobody sent to it directly to be told).
+    assert_eq!(stats.dropped(DropReason::SlowConsumer), 5, "{stats:?}");
     assert_eq!(stats.dropped_total(), 5, "{stats:?}");
     for i in 0..5 {
         assert_eq!(recv(&mut inbox).await.get("i"), Some(&json!(i)));
@@ -259,6 +262,7 @@ async fn full_channel_refuses_send(kind: Kind) {
         "{refused:?}"
     );
     assert_eq!(layer.stats().dropped(DropReason::ChannelFull), 1);
+    assert_eq!(layer.stats().dropped_total(), 1, "{:?}", layer.stats());
     layer.flush().await.unwrap();
     layer.close().await.unwrap();
 }
@@ -299,6 +303,7 @@ async fn messages_expire(kind: Kind) {
         .unwrap();
     assert_eq!(recv(&mut inbox).await.get("type"), Some(&json!("fresh")));
     assert_eq!(layer.stats().dropped(DropReason::Expired), 1);
+    assert_eq!(layer.stats().dropped_total(), 1, "{:?}", layer.stats());
     layer.close().await.unwrap();
 }
 
@@ -372,6 +377,7 @@ async fn group_memberships_expire(kind: Kind) {
     assert_eq!(recv(&mut old).await.get("type"), Some(&json!("marker")));
     // The eviction is not silent: the broadcast the old member missed is counted.
     assert_eq!(layer.stats().dropped(DropReason::Expired), 1);
+    assert_eq!(layer.stats().dropped_total(), 1, "{:?}", layer.stats());
     layer.close().await.unwrap();
 }
 
