@@ -17,7 +17,8 @@
 //!
 //! The service picks layers by alias from a [`LayerRegistry`]
 //! ([`LayerRegistry::standard`] registers the five aliases of the tutorial;
-//! [`LayerRegistry::standard_with`] does so with configured [`LayerLimits`]).
+//! [`LayerRegistry::standard_with`] does so with configured [`LayerLimits`];
+//! [`LayerRegistry::standard_for`] builds and starts only the aliases an application names).
 //!
 //! Every layer is held to the same behaviour by one conformance suite (`tests/conformance.rs`),
 //! and reports what it could not deliver ([`LayerStats`]) and whether its backend is reachable
@@ -47,7 +48,7 @@ pub use message::Message;
 pub use names::{
     safe_group_name, validate_channel_name, validate_group_name, Group, MAX_NAME_LENGTH,
 };
-pub use registry::{LayerLimits, LayerRegistry};
+pub use registry::{LayerLimits, LayerRegistry, STANDARD_ALIASES};
 pub use stats::{DropReason, LayerStats};
 
 mod error;
