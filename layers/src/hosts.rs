@@ -23,11 +23,13 @@ pub struct ConnectionSettings {
     /// is noticed within two seconds of Redis coming back, while a long outage costs one
     /// connection attempt every two seconds per host.
     pub reconnect_max: Duration,
-    /// How often an otherwise idle long-lived connection (pub/sub subscriber, queue pinger) is
-    /// PINGed (default 500 ms). A killed Redis closes our sockets and is noticed at once; a hung
-    /// one or a silent network partition only shows as an unanswered PING, so this bounds how
-    /// long such an outage goes unreported (interval + `command_timeout`). Cost: two PINGs a
-    /// second per host.
+    /// How often an otherwise idle long-lived connection is checked (default 500 ms): the queue
+    /// layer's pinger sends `PING`; the pub/sub layer publishes a liveness probe through its
+    /// publish path and expects it back on its subscription within `command_timeout`. A killed
+    /// Redis closes our sockets and is noticed at once; a hung one, a silent network partition
+    /// or a publish path that delivers nothing only shows as an unanswered check, so this bounds
+    /// how long such an outage goes unreported (interval + `command_timeout`). Cost: two PINGs
+    /// or two probe `PUBLISH`es a second per host.
     pub keepalive_interval: Duration,
 }
 

@@ -40,7 +40,13 @@
 //! **Outages.** Pub/sub has no memory: what is published while we are disconnected is gone. The
 //! Python layer loses those messages without telling anyone. Here the subscriber task notices
 //! the closed socket at once, marks the layer Down (health, log, `outages` counter), reconnects
-//! with backoff, resubscribes every wanted group and channel, and only then marks it Up again.
+//! with backoff, resubscribes every wanted group and channel, and marks it Up again only once an
+//! end-to-end **liveness probe** has passed: a message published through the normal publish path
+//! to a probe channel of this layer, received back on the subscription within `command_timeout`.
+//! The probe repeats every `keepalive_interval`; one that does not come back marks the host Down
+//! and reconnects, so an open socket that delivers nothing (a stuck publish path, a dropped
+//! subscription) is an outage like a closed one. Health is never Up while a wanted subscription
+//! is missing, and sends are refused while it is Down.
 //!
 //! **Subscription consistency.** `group_add`, `group_discard`, inbox drops and the reconnecting
 //! subscriber all change subscriptions concurrently. Rather than sending the `SUBSCRIBE` or
@@ -147,12 +153,19 @@ struct SubscriberHost {
     /// What is subscribed on the live connection. The async mutex doubles as the per-host
     /// subscription lock: whoever holds it is the only one talking SUBSCRIBE/UNSUBSCRIBE.
     subscribed: tokio::sync::Mutex<HashSet<String>>,
-    /// Whether the subscriber connection is up with every wanted subscription in place. While
-    /// it is not, publishing through this host is refused at once: what we published could not
-    /// reach our own members, and the sender should hear so rather than lose it silently.
-    listening: AtomicBool,
+    /// Whether the subscriber connection is up with every wanted subscription in place *and* the
+    /// latest liveness probe came back on it (see [`run_subscriber`]). While it is not,
+    /// publishing through this host is refused at once: what we published could not reach our
+    /// own members, and the sender should hear so rather than lose it silently. A `watch` so a
+    /// layer just built can wait for its first connection.
+    listening: watch::Sender<bool>,
     /// Whether `listening` was ever true: tells a first connection from a reconnection.
     was_up: AtomicBool,
+    /// The Redis channel of this host's liveness probe: `"{prefix}__probe__.{32 hex}"`, unique to
+    /// this layer instance and chosen so that it hashes to this host of the ring (so it travels
+    /// exactly the path a message to this host travels). Python processes sharing the Redis
+    /// never subscribe to it.
+    probe_channel: String,
     /// The queue of the host's publisher task (see [`PubSubSettings::publish_queue`]).
     publisher: mpsc::Sender<Publish>,
 }
@@ -164,9 +177,19 @@ struct Publish {
     channel: String,
     /// The msgpack-encoded message.
     payload: Bytes,
-    /// A broadcast (to a group channel) or a direct message, which decides what a reply of
-    /// "no subscriber" means.
-    broadcast: bool,
+    /// What the message is, which decides what a reply of "no subscriber" means.
+    kind: PublishKind,
+}
+
+/// What a queued `PUBLISH` carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PublishKind {
+    /// A direct message to one channel.
+    Direct,
+    /// A broadcast to a group channel.
+    Broadcast,
+    /// A liveness probe, expected back on our own subscription.
+    Probe,
 }
 
 /// PUBLISH commands written in one pipeline, at most: enough to amortise a round trip over a
@@ -187,18 +210,21 @@ impl RedisPubSubLayer {
             LayerError::Config("channel layers must be created inside a Tokio runtime".into())
         })?;
         let mut publish_queues = Vec::with_capacity(settings.hosts.len());
+        let ring = settings.hosts.len();
         let hosts = settings
             .hosts
             .iter()
-            .map(|url| {
+            .enumerate()
+            .map(|(index, url)| {
                 let (publisher, queue) = mpsc::channel(settings.publish_queue.max(1));
                 publish_queues.push(queue);
                 Ok(SubscriberHost {
                     redis: RedisHost::new(url, KIND, &settings.connection)?,
                     sink: watch::Sender::new(None),
                     subscribed: tokio::sync::Mutex::new(HashSet::new()),
-                    listening: AtomicBool::new(false),
+                    listening: watch::Sender::new(false),
                     was_up: AtomicBool::new(false),
+                    probe_channel: probe_channel(&settings.prefix, index, ring),
                     publisher,
                 })
             })
@@ -250,23 +276,25 @@ impl RedisPubSubLayer {
         &self,
         channel: String,
         message: &Message,
-        broadcast: bool,
+        kind: PublishKind,
     ) -> Result<(), LayerError> {
         let host = &self.shared.hosts[self.shared.host_of(&channel)];
-        if !host.listening.load(Ordering::Acquire) {
+        if !*host.listening.borrow() {
             // A layer just built is still making its first connection: wait for it as
             // `new_channel` does. One that was up and lost it refuses at once instead, so that
             // during an outage senders hear so immediately rather than one timeout later.
             let first_connection = !host.was_up.load(Ordering::Acquire);
-            let connected = first_connection && self.shared.wait_for_subscriber(host).await;
-            if !connected || !host.listening.load(Ordering::Acquire) {
-                return Err(host.redis.unavailable("not subscribed (reconnecting)"));
+            let connected = first_connection && self.shared.wait_for_listening(host).await;
+            if !connected {
+                return Err(host
+                    .redis
+                    .unavailable("not subscribed, or the liveness probe has not passed"));
             }
         }
         let publish = Publish {
             channel,
             payload: message.to_msgpack()?,
-            broadcast,
+            kind,
         };
         let limit = self.shared.settings.connection.command_timeout;
         match timeout(limit, host.publisher.send(publish)).await {
@@ -347,6 +375,17 @@ impl Shared {
         }
     }
 
+    /// Waits up to `connect_timeout` (or until shutdown) until `host` is listening (subscribed,
+    /// probe passed); `true` once it is.
+    async fn wait_for_listening(&self, host: &SubscriberHost) -> bool {
+        let mut listening = host.listening.subscribe();
+        let limit = self.settings.connection.connect_timeout;
+        tokio::select! {
+            r = timeout(limit, listening.wait_for(|up| *up)) => matches!(r, Ok(Ok(_))),
+            () = self.core.lifecycle.shutdown.cancelled() => false,
+        }
+    }
+
     /// Reconciles names spread over any hosts.
     async fn reconcile_all(&self, names: Vec<String>) -> Result<(), LayerError> {
         let mut by_host: HashMap<usize, Vec<String>> = HashMap::new();
@@ -371,12 +410,13 @@ impl Shared {
         if receivers > 0 {
             return;
         }
-        if !publish.broadcast {
+        if publish.kind == PublishKind::Direct {
             self.core
                 .dropped(DropReason::NoSuchChannel, &publish.channel, 1);
-        } else if self
-            .group_of(&publish.channel)
-            .is_some_and(|g| self.core.has_members(g))
+        } else if publish.kind == PublishKind::Broadcast
+            && self
+                .group_of(&publish.channel)
+                .is_some_and(|g| self.core.has_members(g))
         {
             self.core.dropped(DropReason::Unheard, &publish.channel, 1);
         }
@@ -471,13 +511,27 @@ impl ChannelOwner for Shared {
     }
 }
 
-/// Owns host `index`'s subscriber connection: connects, resubscribes, reads, reconnects. It
-/// never waits on fan-out: each message is pushed into `dispatch` without waiting (see the
-/// module docs), so the Redis stream is always drained promptly.
+/// Owns host `index`'s subscriber connection: connects, resubscribes, reads, probes,
+/// reconnects. It never waits on fan-out: each message is pushed into `dispatch` without waiting
+/// (see the module docs), so the Redis stream is always drained promptly.
+///
+/// **Liveness probe.** A connection that is open and answers `PING` can still deliver nothing:
+/// a subscription the server dropped, a publish path that is stuck (`CLIENT PAUSE WRITE`, a
+/// wedged command connection), a proxy or failover that moved one side. So health is not
+/// "the socket is open" but "a message published through the normal publish path came back on
+/// our subscription": every `keepalive_interval` this task queues a probe on the host's
+/// publisher (the same queue, pipeline and command connection as every `PUBLISH`) to the
+/// host's probe channel, and expects it on the subscriber stream within `command_timeout`.
+/// After a (re)connection the host counts as listening (sends accepted, health Up) only once
+/// every wanted subscription is in place *and* the first probe has come back; a probe that does
+/// not come back marks the host Down (health, log, `outages`), stops sends through it, and
+/// drops the connection to resubscribe from scratch. One probe is in flight at a time and each
+/// carries a sequence number, so a late echo of an earlier probe never passes for a fresh one.
 async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sender<redis::Msg>) {
     let host = &shared.hosts[index];
     let settings = shared.settings.connection.clone();
     let mut backoff = Backoff::new(&settings);
+    let mut probe_seq: u64 = 0;
     loop {
         let attempt = tokio::select! {
             () = shared.core.lifecycle.shutdown.cancelled() => return,
@@ -511,41 +565,49 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        // Resubscribe everything wanted, holding the subscription lock so that no
-        // group_add/discard interleaves, then publish the new sink.
+        // Resubscribe everything wanted (and the probe channel), holding the subscription lock
+        // so that no group_add/discard interleaves, then publish the new sink.
         let resubscribed = {
             let mut subscribed = host.subscribed.lock().await;
             subscribed.clear();
             let wanted = shared.wanted_on(index);
-            let mut ok = true;
+            let mut failure = None;
+            match timeout(
+                settings.command_timeout,
+                sink.subscribe(&host.probe_channel),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(e.to_string()),
+                Err(_) => failure = Some("SUBSCRIBE timed out".to_owned()),
+            }
             for chunk in wanted.chunks(1024) {
+                if failure.is_some() {
+                    break;
+                }
                 match timeout(settings.command_timeout, sink.subscribe(chunk)).await {
                     Ok(Ok(())) => subscribed.extend(chunk.iter().cloned()),
-                    Ok(Err(e)) => {
-                        shared.core.set_down(index, &e.to_string());
-                        ok = false;
-                        break;
-                    }
-                    Err(_) => {
-                        shared.core.set_down(index, "SUBSCRIBE timed out");
-                        ok = false;
-                        break;
-                    }
+                    Ok(Err(e)) => failure = Some(e.to_string()),
+                    Err(_) => failure = Some("SUBSCRIBE timed out".to_owned()),
                 }
             }
-            if ok {
-                // `listening` first: whoever wakes up on the new sink must find it set.
-                host.listening.store(true, Ordering::Release);
-                host.was_up.store(true, Ordering::Release);
-                host.sink.send_replace(Some(sink.clone()));
-                tracing::debug!(
-                    layer = KIND,
-                    host = host.redis.name,
-                    subscriptions = subscribed.len(),
-                    "subscriber connected"
-                );
+            match failure {
+                None => {
+                    host.sink.send_replace(Some(sink.clone()));
+                    tracing::debug!(
+                        layer = KIND,
+                        host = host.redis.name,
+                        subscriptions = subscribed.len(),
+                        "subscriber connected; waiting for the liveness probe"
+                    );
+                    true
+                }
+                Some(reason) => {
+                    shared.core.set_down(index, &reason);
+                    false
+                }
             }
-            ok
         };
         if !resubscribed {
             if shared
@@ -558,47 +620,100 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
             }
             continue;
         }
-        shared.core.set_up(index);
-        backoff.reset();
-        // A killed Redis closes the socket and ends the stream at once; a hung one or a silent
-        // partition does not, so the connection is also PINGed while idle. At most one PING is
-        // in flight; it runs inside this loop (not awaited in turn) so dispatch never waits.
-        let mut keepalive = tokio::time::interval(settings.keepalive_interval);
-        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ping: Option<PingFuture> = None;
+        // The first probe goes out at once; later ones every `keepalive_interval`.
+        let mut probes = tokio::time::interval(settings.keepalive_interval);
+        probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The probe in flight: its sequence number and when it is overdue.
+        let mut in_flight: Option<(u64, tokio::time::Instant)> = None;
         let reason = loop {
+            let overdue = in_flight.map(|(_, deadline)| deadline);
             tokio::select! {
                 biased;
                 () = shared.core.lifecycle.shutdown.cancelled() => {
-                    host.listening.store(false, Ordering::Release);
+                    host.listening.send_replace(false);
                     host.sink.send_replace(None);
                     return;
                 }
                 msg = stream.next() => match msg {
-                    Some(msg) => shared.enqueue(&dispatch, msg),
-                    None => break "connection lost",
-                },
-                answered = wait_ping(&mut ping) => {
-                    ping = None;
-                    if !answered {
-                        break "PING unanswered";
+                    Some(msg) if msg.get_channel_name() == host.probe_channel => {
+                        let echoed = probe_seq_of(msg.get_payload_bytes());
+                        if in_flight.is_some_and(|(seq, _)| Some(seq) == echoed) {
+                            in_flight = None;
+                            if !*host.listening.borrow() {
+                                host.listening.send_replace(true);
+                                host.was_up.store(true, Ordering::Release);
+                                shared.core.set_up(index);
+                                backoff.reset();
+                            }
+                        }
                     }
+                    Some(msg) => shared.enqueue(&dispatch, msg),
+                    None => break "connection lost".to_owned(),
+                },
+                () = sleep_until(overdue) => {
+                    break format!(
+                        "liveness probe not received within {:?}",
+                        settings.command_timeout
+                    );
                 }
-                _ = keepalive.tick(), if ping.is_none() => {
-                    let mut sink = sink.clone();
-                    let limit = settings.command_timeout;
-                    ping = Some(Box::pin(async move {
-                        matches!(timeout(limit, sink.ping::<redis::Value>()).await, Ok(Ok(_)))
-                    }));
+                _ = probes.tick(), if in_flight.is_none() => {
+                    probe_seq += 1;
+                    let probe = Publish {
+                        channel: host.probe_channel.clone(),
+                        payload: Bytes::copy_from_slice(&probe_seq.to_be_bytes()),
+                        kind: PublishKind::Probe,
+                    };
+                    // Never wait here (the stream must keep draining). A publish queue that is
+                    // full is itself a sign of trouble; the probe goes out once it has room.
+                    match host.publisher.try_send(probe) {
+                        Ok(()) => {
+                            in_flight = Some((
+                                probe_seq,
+                                tokio::time::Instant::now() + settings.command_timeout,
+                            ));
+                        }
+                        Err(_) => tracing::debug!(
+                            layer = KIND,
+                            host = host.redis.name,
+                            "publish queue full; liveness probe deferred"
+                        ),
+                    }
                 }
             }
         };
         // Everything published from now until the resubscribe is lost, so say so loudly, then
         // retry at once (a restarted Redis is usually already back).
-        host.listening.store(false, Ordering::Release);
+        host.listening.send_replace(false);
         host.sink.send_replace(None);
-        shared.core.set_down(index, reason);
+        shared.core.set_down(index, &reason);
     }
+}
+
+/// Sleeps until `deadline`; never resolves without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The sequence number a probe carries (8 bytes, big-endian).
+fn probe_seq_of(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(payload.try_into().ok()?))
+}
+
+/// A probe channel name unique to this layer instance that the ring places on host `index`.
+/// Names are random, so about `ring` draws find one; the bound only guards against a ring
+/// function that could never reach `index`, which the tests of `consistent_hash` rule out.
+fn probe_channel(prefix: &str, index: usize, ring: usize) -> String {
+    let mut name = format!("{prefix}__probe__.{}", random_hex32());
+    for _ in 0..100_000 {
+        if consistent_hash(&name, ring) == index {
+            break;
+        }
+        name = format!("{prefix}__probe__.{}", random_hex32());
+    }
+    name
 }
 
 /// Writes host `index`'s queued messages to Redis, in queue order, as one pipeline per round
@@ -664,7 +779,8 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
                     reason,
                     "publishing failed; the messages are lost"
                 );
-                for publish in &batch {
+                // A probe is not a message: its loss shows as a missed probe, not a drop.
+                for publish in batch.iter().filter(|p| p.kind != PublishKind::Probe) {
                     shared
                         .core
                         .dropped(DropReason::PublishFailed, &publish.channel, 1);
@@ -676,6 +792,9 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
     // Shutdown: whatever is still queued will not be written.
     queue.close();
     while let Ok(publish) = queue.try_recv() {
+        if publish.kind == PublishKind::Probe {
+            continue;
+        }
         shared
             .core
             .dropped(DropReason::PublishFailed, &publish.channel, 1);
@@ -700,16 +819,6 @@ async fn run_dispatcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<redis::Ms
             // The subscriber task has ended (shutdown).
             None => return,
         }
-    }
-}
-
-type PingFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
-
-/// Resolves with the in-flight PING's outcome; never resolves when none is in flight.
-async fn wait_ping(ping: &mut Option<PingFuture>) -> bool {
-    match ping {
-        Some(ping) => ping.await,
-        None => std::future::pending().await,
     }
 }
 
@@ -739,7 +848,8 @@ impl ChannelLayer for RedisPubSubLayer {
         validate_channel_name(channel)?;
         // A channel nobody is subscribed to has no receiver in any process: the publisher
         // counts such a message as gone (not an error: receivers leave at any time).
-        self.publish(channel.to_owned(), &message, false).await?;
+        self.publish(channel.to_owned(), &message, PublishKind::Direct)
+            .await?;
         self.shared.core.count_sent();
         Ok(())
     }
@@ -795,8 +905,12 @@ impl ChannelLayer for RedisPubSubLayer {
 
     async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError> {
         self.shared.core.lifecycle.check_open()?;
-        self.publish(self.shared.group_channel(group), &message, true)
-            .await?;
+        self.publish(
+            self.shared.group_channel(group),
+            &message,
+            PublishKind::Broadcast,
+        )
+        .await?;
         self.shared.core.count_group_sent();
         Ok(())
     }
