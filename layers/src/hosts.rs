@@ -3,8 +3,15 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
 
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, RedisFuture, Value};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::lifecycle::Lifecycle;
+use crate::sentinel::{FollowingConnection, SentinelMaster};
 use crate::LayerError;
 
 /// How a Redis layer connects, waits and reconnects.
@@ -67,14 +74,61 @@ pub fn consistent_hash(name: &str, ring_size: usize) -> usize {
     index.min(ring_size - 1)
 }
 
-/// One Redis server of a layer's ring.
+/// One member of a layer's ring: a Redis server, or a Sentinel-managed master (see
+/// [`crate::sentinel`]).
 pub(crate) struct RedisHost {
-    pub(crate) client: redis::Client,
-    /// The URL without credentials, for logs and errors.
+    endpoint: Endpoint,
+    /// The URL without credentials (or the sentinels and master name), for logs and errors.
     pub(crate) name: String,
-    /// Shared multiplexed connection for ordinary commands; reconnects by itself.
-    pub(crate) commands: ConnectionManager,
+    /// Shared multiplexed connection for ordinary commands; reconnects by itself (to the
+    /// current master, for a Sentinel entry).
+    pub(crate) commands: Commands,
     layer: &'static str,
+}
+
+/// Where a ring member's connections go.
+enum Endpoint {
+    /// One fixed server.
+    Direct(redis::Client),
+    /// Whatever server the sentinels name as master, resolved on every connection.
+    Sentinel(Arc<SentinelMaster>),
+}
+
+/// The shared command connection of a ring member: redis-rs's `ConnectionManager` for a fixed
+/// server (it reconnects to the same address, which is right there), a
+/// [`FollowingConnection`] for a Sentinel entry (it re-resolves the master).
+#[derive(Clone)]
+pub(crate) enum Commands {
+    Direct(ConnectionManager),
+    Sentinel(FollowingConnection),
+}
+
+impl ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Commands::Direct(c) => c.req_packed_command(cmd),
+            Commands::Sentinel(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Commands::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Commands::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Commands::Direct(c) => c.get_db(),
+            Commands::Sentinel(c) => c.get_db(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisHost {
@@ -93,6 +147,15 @@ impl RedisHost {
         layer: &'static str,
         settings: &ConnectionSettings,
     ) -> Result<Self, LayerError> {
+        if url.starts_with(crate::sentinel::SCHEME) {
+            let master = Arc::new(SentinelMaster::parse(url, settings)?);
+            return Ok(Self {
+                name: master.display_name(),
+                commands: Commands::Sentinel(FollowingConnection::new(master.clone())),
+                endpoint: Endpoint::Sentinel(master),
+                layer,
+            });
+        }
         let invalid = |e: redis::RedisError| {
             LayerError::Config(format!("invalid Redis URL {:?}: {e}", redact(url)))
         };
@@ -111,11 +174,51 @@ impl RedisHost {
         let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| LayerError::Config(format!("cannot prepare Redis connection: {e}")))?;
         Ok(Self {
-            client,
+            endpoint: Endpoint::Direct(client),
             name: redact(url),
-            commands,
+            commands: Commands::Direct(commands),
             layer,
         })
+    }
+
+    /// A client for the server to connect to now: the fixed one, or the master the sentinels
+    /// name, confirmed with `ROLE` (resolved again on every call, i.e. on every reconnection).
+    pub(crate) async fn client(&self) -> Result<redis::Client, LayerError> {
+        match &self.endpoint {
+            Endpoint::Direct(client) => Ok(client.clone()),
+            Endpoint::Sentinel(master) => master.resolve().await.map_err(|e| self.unavailable(e)),
+        }
+    }
+
+    /// For a Sentinel entry, a receiver notified whenever the master moves; take it *before*
+    /// resolving, so a switch during the connection is not missed.
+    pub(crate) fn changes(&self) -> Option<watch::Receiver<u64>> {
+        match &self.endpoint {
+            Endpoint::Direct(_) => None,
+            Endpoint::Sentinel(master) => Some(master.changes()),
+        }
+    }
+
+    /// The background task that follows `+switch-master` for a Sentinel entry (the layer
+    /// spawns it on its task tracker); `None` for a fixed server.
+    pub(crate) fn watcher(
+        &self,
+        shutdown: CancellationToken,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        match &self.endpoint {
+            Endpoint::Direct(_) => None,
+            Endpoint::Sentinel(master) => Some(master.clone().watch(shutdown)),
+        }
+    }
+
+    /// Waits `delay` before a reconnection attempt; returns early when the master moves (the
+    /// new one is worth trying at once). `true` if the layer is shutting down.
+    pub(crate) async fn pause(&self, lifecycle: &Lifecycle, delay: Duration) -> bool {
+        let mut changes = self.changes();
+        tokio::select! {
+            stop = lifecycle.sleep_or_shutdown(delay) => stop,
+            () = moved(&mut changes) => false,
+        }
     }
 
     /// Turns a Redis error into the layer's error, naming this host.
@@ -136,10 +239,24 @@ impl RedisHost {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(response_timeout);
-        self.client
+        self.client()
+            .await?
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| self.unavailable(e))
+    }
+}
+
+/// Resolves when a Sentinel master moves (see [`RedisHost::changes`]); never for a fixed
+/// server.
+pub(crate) async fn moved(changes: &mut Option<watch::Receiver<u64>>) {
+    match changes {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

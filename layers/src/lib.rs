@@ -63,6 +63,7 @@ mod names;
 pub mod pubsub;
 pub mod queue;
 mod registry;
+pub(crate) mod sentinel;
 mod stats;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -66,7 +66,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 use crate::health::TargetHealth;
-use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
+use crate::hosts::{consistent_hash, moved, Backoff, ConnectionSettings, RedisHost};
 use crate::inbox::ChannelOwner;
 use crate::local::LocalCore;
 use crate::names::{random_hex32, validate_channel_name};
@@ -236,6 +236,11 @@ impl RedisPubSubLayer {
             hosts,
             settings,
         });
+        for host in &shared.hosts {
+            if let Some(watcher) = host.redis.watcher(shared.core.lifecycle.shutdown.clone()) {
+                shared.core.lifecycle.tasks.spawn(watcher);
+            }
+        }
         for (index, publish_queue) in publish_queues.into_iter().enumerate() {
             shared
                 .core
@@ -533,18 +538,28 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
     let mut backoff = Backoff::new(&settings);
     let mut probe_seq: u64 = 0;
     loop {
+        // Taken before resolving, so that a Sentinel switch during the connection is not missed.
+        let mut changes = host.redis.changes();
+        let connect = async {
+            let client = host.redis.client().await?;
+            client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| host.redis.unavailable(e))
+        };
+        // Resolving a Sentinel master costs up to two connections before ours.
+        let limit = settings.connect_timeout + settings.command_timeout;
         let attempt = tokio::select! {
             () = shared.core.lifecycle.shutdown.cancelled() => return,
-            r = timeout(settings.connect_timeout, host.redis.client.get_async_pubsub()) => r,
+            r = timeout(limit, connect) => r,
         };
         let pubsub = match attempt {
             Ok(Ok(pubsub)) => pubsub,
             Ok(Err(e)) => {
                 shared.core.set_down(index, &e.to_string());
-                if shared
-                    .core
-                    .lifecycle
-                    .sleep_or_shutdown(backoff.next_delay())
+                if host
+                    .redis
+                    .pause(&shared.core.lifecycle, backoff.next_delay())
                     .await
                 {
                     return;
@@ -553,10 +568,9 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
             }
             Err(_) => {
                 shared.core.set_down(index, "connect timed out");
-                if shared
-                    .core
-                    .lifecycle
-                    .sleep_or_shutdown(backoff.next_delay())
+                if host
+                    .redis
+                    .pause(&shared.core.lifecycle, backoff.next_delay())
                     .await
                 {
                     return;
@@ -610,10 +624,9 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
             }
         };
         if !resubscribed {
-            if shared
-                .core
-                .lifecycle
-                .sleep_or_shutdown(backoff.next_delay())
+            if host
+                .redis
+                .pause(&shared.core.lifecycle, backoff.next_delay())
                 .await
             {
                 return;
@@ -650,6 +663,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                     Some(msg) => shared.enqueue(&dispatch, msg),
                     None => break "connection lost".to_owned(),
                 },
+                () = moved(&mut changes) => break "Sentinel switched master".to_owned(),
                 () = sleep_until(overdue) => {
                     break format!(
                         "liveness probe not received within {:?}",

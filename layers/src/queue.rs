@@ -51,7 +51,7 @@ use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
 use crate::health::TargetHealth;
-use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
+use crate::hosts::{consistent_hash, moved, Backoff, ConnectionSettings, RedisHost};
 use crate::inbox::ChannelOwner;
 use crate::local::LocalCore;
 use crate::message::lock;
@@ -263,6 +263,11 @@ impl RedisQueueLayer {
             .lifecycle
             .tasks
             .spawn(run_reader(shared.clone()));
+        for host in &shared.hosts {
+            if let Some(watcher) = host.watcher(shared.core.lifecycle.shutdown.clone()) {
+                shared.core.lifecycle.tasks.spawn(watcher);
+            }
+        }
         for index in (0..shared.hosts.len()).filter(|i| *i != read_host) {
             shared
                 .core
@@ -506,6 +511,8 @@ async fn run_reader(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(&settings);
     let mut connected_before = false;
     'connect: loop {
+        // Taken before resolving, so that a Sentinel switch during the connection is not missed.
+        let mut changes = host.changes();
         let attempt = tokio::select! {
             () = shared.core.lifecycle.shutdown.cancelled() => return,
             r = host.dedicated(&settings, Some(block + settings.command_timeout)) => r,
@@ -514,10 +521,8 @@ async fn run_reader(shared: Arc<Shared>) {
             Ok(conn) => conn,
             Err(e) => {
                 shared.core.set_down(index, &e.to_string());
-                if shared
-                    .core
-                    .lifecycle
-                    .sleep_or_shutdown(backoff.next_delay())
+                if host
+                    .pause(&shared.core.lifecycle, backoff.next_delay())
                     .await
                 {
                     return;
@@ -536,6 +541,12 @@ async fn run_reader(shared: Arc<Shared>) {
             bzpopmin.arg(&shared.read_key).arg(block.as_secs_f64());
             let popped: Result<Value, _> = tokio::select! {
                 () = shared.core.lifecycle.shutdown.cancelled() => return,
+                () = moved(&mut changes) => {
+                    // A `BZPOPMIN` abandoned here may still pop one entry on the old master
+                    // (see the module docs on hung connections); the outage reports it.
+                    shared.core.set_down(index, "Sentinel switched master");
+                    continue 'connect;
+                }
                 r = bzpopmin.query_async(&mut conn) => r,
             };
             let first = match popped {
