@@ -167,6 +167,17 @@ impl Metrics {
                 u8::from(up)
             );
         }
+        let _ = writeln!(out, "# HELP room_chat_layer_target_up Whether one target of a layer (Redis host, Sentinel master, Cluster partition) is reachable (1) or not (0).\n# TYPE room_chat_layer_target_up gauge");
+        for (alias, layer) in layers.iter() {
+            for target in layer.targets() {
+                let name = target.target.replace('\\', "\\\\").replace('"', "\\\"");
+                let _ = writeln!(
+                    out,
+                    "room_chat_layer_target_up{{alias=\"{alias}\",target=\"{name}\"}} {}",
+                    u8::from(target.health.is_up())
+                );
+            }
+        }
         // One snapshot per layer per scrape, so the families below agree with each other.
         let snapshots: Vec<_> = layers
             .iter()
