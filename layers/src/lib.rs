@@ -20,6 +20,17 @@
 //! [`LayerRegistry::standard_with`] does so with configured [`LayerLimits`];
 //! [`LayerRegistry::standard_for`] builds and starts only the aliases an application names).
 //!
+//! **Topologies.** A Redis layer's `hosts` are ring members: `redis://host:port[/db]` (a Redis or
+//! Valkey server) or `redis+sentinel://h1:26379?sentinel_master_name=NAME&addr=h2:26379` (the
+//! master a group of sentinels watches: resolved and checked with `ROLE` on every connection,
+//! `+switch-master` followed at once; see the `sentinel` module's docs). Names are spread over
+//! the members by the Python layers' hash, so a Python process with the same `hosts` list
+//! shares groups with ours. Redis Cluster is not supported (nor by the Python layers).
+//!
+//! **Health is end to end**: the pub/sub layer reports a member Up only while a liveness probe
+//! published through its normal publish path comes back on its own subscription, and refuses
+//! sends through a member that is Down; [`ChannelLayer::targets`] says which member is down.
+//!
 //! Every layer is held to the same behaviour by one conformance suite (`tests/conformance.rs`),
 //! and reports what it could not deliver ([`LayerStats`]) and whether its backend is reachable
 //! ([`LayerHealth`]).
