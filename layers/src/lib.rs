@@ -62,6 +62,7 @@ pub use names::{
 pub use registry::{LayerLimits, LayerRegistry, STANDARD_ALIASES};
 pub use stats::{DropReason, LayerStats};
 
+pub mod cluster;
 mod error;
 mod health;
 pub mod hosts;
