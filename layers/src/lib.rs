@@ -13,7 +13,8 @@
 //! - [`memory::MemoryLayer`]: a single process, no Redis;
 //! - [`pubsub::RedisPubSubLayer`]: Redis pub/sub, fire-and-forget, lowest latency;
 //! - [`queue::RedisQueueLayer`]: Redis sorted sets, messages wait for their receiver (up to
-//!   `expiry`), per-channel `capacity`.
+//!   `expiry`), per-channel `capacity`;
+//! - [`cluster::RedisClusterPubSubLayer`]: pub/sub on Redis Cluster (sharded pub/sub).
 //!
 //! The service picks layers by alias from a [`LayerRegistry`]
 //! ([`LayerRegistry::standard`] registers the five aliases of the tutorial;
@@ -25,7 +26,9 @@
 //! master a group of sentinels watches: resolved and checked with `ROLE` on every connection,
 //! `+switch-master` followed at once; see the `sentinel` module's docs). Names are spread over
 //! the members by the Python layers' hash, so a Python process with the same `hosts` list
-//! shares groups with ours. Redis Cluster is not supported (nor by the Python layers).
+//! shares groups with ours. On Redis Cluster (`redis+cluster://seed:7000?addr=…`, ours alone:
+//! the Python layers do not support it) the pub/sub layer is [`cluster::RedisClusterPubSubLayer`],
+//! sharded pub/sub over hash-tagged partitions; the queue layer does not run on Cluster.
 //!
 //! **Health is end to end**: the pub/sub layer reports a member Up only while a liveness probe
 //! published through its normal publish path comes back on its own subscription, and refuses

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::{ClusterPubSubSettings, RedisClusterPubSubLayer};
 use crate::hosts::{parse_host_list, ConnectionSettings};
 use crate::memory::{MemoryLayer, MemorySettings};
 use crate::pubsub::{PubSubSettings, RedisPubSubLayer};
@@ -98,6 +99,14 @@ impl LayerLimits {
 
     fn pubsub(&self, hosts: Vec<String>, prefix: &str) -> PubSubSettings {
         let mut settings = PubSubSettings::new(hosts).with_prefix(prefix);
+        settings.local_queue_bound = self.local_queue_bound;
+        settings.dispatch_queue = self.pubsub_dispatch_queue;
+        settings.connection = self.connection();
+        settings
+    }
+
+    fn cluster_pubsub(&self, seeds: Vec<String>, prefix: &str) -> ClusterPubSubSettings {
+        let mut settings = ClusterPubSubSettings::new(seeds).with_prefix(prefix);
         settings.local_queue_bound = self.local_queue_bound;
         settings.dispatch_queue = self.pubsub_dispatch_queue;
         settings.connection = self.connection();
@@ -218,7 +227,10 @@ impl LayerRegistry {
     /// [`LayerError::Config`] naming it; a repeated one is built once.
     ///
     /// `redis_url` may list several comma-separated URLs: they form the ring of hosts of every
-    /// Redis layer. With `None`, every alias gets its own in-memory layer (the queue aliases
+    /// Redis layer (plain `redis://` hosts and `redis+sentinel://` entries, mixed as Python's
+    /// `hosts`). A single `redis+cluster://seed:7000?addr=seed2:7001` runs the pub/sub aliases on
+    /// Redis Cluster ([`RedisClusterPubSubLayer`]); the queue aliases are then a
+    /// [`LayerError::Config`] (the queue layer does not run on Cluster). With `None`, every alias gets its own in-memory layer (the queue aliases
     /// with their expiry/capacity), and a warning says so: messages then never leave this
     /// process. Must be called inside a Tokio runtime (the Redis layers start background tasks).
     ///
@@ -244,6 +256,19 @@ impl LayerRegistry {
             )));
         }
         let hosts = redis_url.map(parse_host_list).filter(|h| !h.is_empty());
+        // Redis Cluster: `redis+cluster://seed:port?addr=…`, alone (a cluster is not a ring
+        // member). Only the pub/sub aliases run on it.
+        let cluster = match hosts.as_deref() {
+            Some([one]) if one.starts_with(crate::cluster::SCHEME) => {
+                Some(crate::cluster::parse_cluster_url(one)?)
+            }
+            Some(many) if many.iter().any(|h| h.starts_with(crate::cluster::SCHEME)) => {
+                return Err(LayerError::Config(
+                    "a redis+cluster:// URL must be the only entry of REDIS_URL".into(),
+                ));
+            }
+            _ => None,
+        };
         let mut registry = Self::new();
         let in_memory_only: Vec<&str> =
             aliases.iter().copied().filter(|a| *a != "memory").collect();
@@ -268,6 +293,19 @@ impl LayerRegistry {
                         capacity,
                         ..limits.memory()
                     }))
+                }
+                ("chat" | "notifications", Some(_)) if cluster.is_some() => {
+                    let prefix = if alias == "chat" { "chat" } else { "notify" };
+                    let seeds = cluster.clone().unwrap_or_default();
+                    Arc::new(RedisClusterPubSubLayer::new(
+                        limits.cluster_pubsub(seeds, prefix),
+                    )?)
+                }
+                (_, Some(_)) if cluster.is_some() => {
+                    return Err(LayerError::Config(format!(
+                        "the {alias:?} alias is a Redis queue layer, which does not run on Redis Cluster; \
+                         name only the pub/sub aliases (chat, notifications) with a redis+cluster:// URL"
+                    )));
                 }
                 ("chat", Some(hosts)) => {
                     Arc::new(RedisPubSubLayer::new(limits.pubsub(hosts.clone(), "chat"))?)

@@ -11,7 +11,7 @@
 //! 3. `kill -9` of the master holding the subscription (its replica is promoted).
 //!
 //! After each: health went Down then Up again, the outage is counted, delivery resumed (here and
-//! in a second process), and `accepted == received + counted drops` (no silent loss). Timings
+//! in a second process), and every accepted broadcast was received or counted (no silent loss). Timings
 //! are printed (`cargo test --test cluster -- --nocapture`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -378,10 +378,14 @@ async fn survive<F, Fut>(
         stats.outages > outages_before,
         "{label}: outage not counted"
     );
-    assert_eq!(
-        accepted,
-        received + dropped,
-        "{label}: silent loss: {stats:?}"
+    // Every accepted broadcast was received or counted. (The count may exceed the loss: a
+    // subscription that redis-rs placed on a replica receives what the master propagates,
+    // while the master's SPUBLISH reply counts only its own subscribers.)
+    assert!(received <= accepted, "{label}: duplicates: {stats:?}");
+    assert!(
+        received + dropped >= accepted,
+        "{label}: silent loss of {} message(s): {stats:?}",
+        accepted - received - dropped
     );
 }
 
@@ -535,6 +539,44 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
         },
     )
     .await;
+
+    // The registry runs the pub/sub aliases on the cluster from a redis+cluster:// URL, and
+    // refuses the queue aliases there with a clear error.
+    let live: Vec<u16> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .map(|n| n.port)
+        .collect();
+    let url = format!(
+        "redis+cluster://127.0.0.1:{}?addr=127.0.0.1:{}",
+        live[0], live[1]
+    );
+    let limits = room_chat_layers::LayerLimits::default();
+    let registry =
+        room_chat_layers::LayerRegistry::standard_for(Some(&url), &limits, &["chat"]).unwrap();
+    let chat = registry.get("chat").unwrap();
+    let mut chat_inbox = chat.new_channel().await.unwrap();
+    chat.group_add(&group("lobby"), chat_inbox.name())
+        .await
+        .unwrap();
+    chat.group_send(&group("lobby"), msg(json!({"via": "registry"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        support::recv(&mut chat_inbox).await.get("via"),
+        Some(&json!("registry"))
+    );
+    assert_eq!(
+        chat.targets().len(),
+        room_chat_layers::cluster::DEFAULT_PARTITIONS
+    );
+    drop(chat_inbox);
+    registry.close_all().await.unwrap();
+    assert!(matches!(
+        room_chat_layers::LayerRegistry::standard_for(Some(&url), &limits, &["chat", "queue"]),
+        Err(room_chat_layers::LayerError::Config(_))
+    ));
 
     drop(inbox);
     drop(peer_inbox);
