@@ -36,15 +36,17 @@
 //! failed), not where redis-rs's slot map says: after a `CLUSTER FAILOVER` that map was seen to
 //! keep naming the demoted master, now a replica, which accepts `SPUBLISH` but delivers it only
 //! to its own subscribers (replication flows master to replica, never back), a silent loss for
-//! every other process. Subscriptions may sit on a master or on one of its replicas; both get
-//! what the master publishes.
+//! every other process. Subscriptions are sent after a keyed read of the partition's slot, whose
+//! `MOVED` makes redis-rs refresh a stale map first, so they land on the master too (a
+//! subscription left on a freshly demoted master heard nothing while it resynced: ~2 s of
+//! broadcasts lost, measured, before this).
 //!
 //! **Counting.** `SPUBLISH`'s reply counts the subscribers on the master it was sent to. A
 //! direct message nobody heard is [`DropReason::NoSuchChannel`]; a broadcast nobody heard while
 //! this process has members is [`DropReason::Unheard`] (during a migration or failover our
 //! subscription is briefly elsewhere: those broadcasts are counted). The count errs on the side
-//! of loss, never of silence: a subscription left on a replica still receives, while the master
-//! counts no subscriber. Measured on a local 3+3 cluster with a broadcast every 10 ms: a slot
+//! of loss, never of silence: should a subscription still sit on a replica, it receives what the
+//! master propagates while the master counts no subscriber. Measured on a local 3+3 cluster with a broadcast every 10 ms: a slot
 //! migration lost none, a `CLUSTER FAILOVER` lost one (counted), a `kill -9` of the master lost
 //! one (counted) while sends during the ~3.6 s promotion were refused. Sends to a partition
 //! that is Down are refused with [`LayerError::Unavailable`]; a pipeline that fails counts
@@ -591,6 +593,19 @@ impl Shared {
             if batch.is_empty() {
                 continue;
             }
+            // redis-rs routes SSUBSCRIBE by its slot map, which a failover leaves naming the
+            // demoted master, now a replica that accepts the subscription and then hears nothing
+            // while it resyncs (measured: ~2 s of broadcasts lost, uncounted). A keyed read of
+            // the partition's slot answers MOVED there, which makes redis-rs refresh its map
+            // first, so the subscription lands on the master.
+            let route = format!("{{{}}}route", self.tags[partition]);
+            let _ = timeout(
+                limit,
+                redis::cmd("EXISTS")
+                    .arg(route)
+                    .query_async::<i64>(&mut conn),
+            )
+            .await;
             match timeout(limit, conn.ssubscribe(&batch)).await {
                 Ok(Ok(())) => {
                     subscribed.extend(batch);

@@ -92,6 +92,9 @@ enum Endpoint {
     Direct(redis::Client),
     /// Whatever server the sentinels name as master, resolved on every connection.
     Sentinel(Arc<SentinelMaster>),
+    /// A Redis Cluster (the only member of its ring): every command goes to the node that owns
+    /// its key's slot, so a layer on it must use single-slot commands.
+    Cluster(Arc<redis::cluster::ClusterClient>),
 }
 
 /// The shared command connection of a ring member: redis-rs's `ConnectionManager` for a fixed
@@ -101,6 +104,82 @@ enum Endpoint {
 pub(crate) enum Commands {
     Direct(ConnectionManager),
     Sentinel(FollowingConnection),
+    Cluster(LazyCluster),
+}
+
+/// A cluster connection made on first use and shared by clones (it reconnects to nodes, and
+/// follows `MOVED`, by itself).
+#[derive(Clone)]
+pub(crate) struct LazyCluster {
+    client: Arc<redis::cluster::ClusterClient>,
+    conn: Arc<tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>>,
+}
+
+impl LazyCluster {
+    async fn get(&self) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
+}
+
+impl ConnectionLike for LazyCluster {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move { self.get().await?.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            self.get()
+                .await?
+                .req_packed_commands(pipeline, offset, count)
+                .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+/// A dedicated connection for blocking commands (the queue reader's `BZPOPMIN`).
+pub(crate) enum Dedicated {
+    Direct(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Dedicated {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Dedicated::Direct(c) => c.req_packed_command(cmd),
+            Dedicated::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Dedicated::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Dedicated::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Dedicated::Direct(c) => c.get_db(),
+            Dedicated::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl ConnectionLike for Commands {
@@ -108,6 +187,7 @@ impl ConnectionLike for Commands {
         match self {
             Commands::Direct(c) => c.req_packed_command(cmd),
             Commands::Sentinel(c) => c.req_packed_command(cmd),
+            Commands::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -120,6 +200,7 @@ impl ConnectionLike for Commands {
         match self {
             Commands::Direct(c) => c.req_packed_commands(pipeline, offset, count),
             Commands::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            Commands::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -127,6 +208,7 @@ impl ConnectionLike for Commands {
         match self {
             Commands::Direct(c) => c.get_db(),
             Commands::Sentinel(c) => c.get_db(),
+            Commands::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -147,6 +229,26 @@ impl RedisHost {
         layer: &'static str,
         settings: &ConnectionSettings,
     ) -> Result<Self, LayerError> {
+        if url.starts_with(crate::cluster::SCHEME) {
+            let seeds = crate::cluster::parse_cluster_url(url)?;
+            let client = redis::cluster::ClusterClientBuilder::new(seeds)
+                .connection_timeout(settings.connect_timeout)
+                .response_timeout(settings.command_timeout)
+                .retries(3)
+                .tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
+                .build()
+                .map_err(|e| LayerError::Config(format!("invalid Cluster URL {url:?}: {e}")))?;
+            let client = Arc::new(client);
+            return Ok(Self {
+                name: url.to_owned(),
+                commands: Commands::Cluster(LazyCluster {
+                    client: client.clone(),
+                    conn: Arc::new(tokio::sync::OnceCell::new()),
+                }),
+                endpoint: Endpoint::Cluster(client),
+                layer,
+            });
+        }
         if url.starts_with(crate::sentinel::SCHEME) {
             let master = Arc::new(SentinelMaster::parse(url, settings)?);
             return Ok(Self {
@@ -187,14 +289,22 @@ impl RedisHost {
         match &self.endpoint {
             Endpoint::Direct(client) => Ok(client.clone()),
             Endpoint::Sentinel(master) => master.resolve().await.map_err(|e| self.unavailable(e)),
+            Endpoint::Cluster(_) => Err(LayerError::Config(
+                "this layer does not run on Redis Cluster".into(),
+            )),
         }
+    }
+
+    /// Whether this member is a Redis Cluster (commands must then stay within one slot).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Cluster(_))
     }
 
     /// For a Sentinel entry, a receiver notified whenever the master moves; take it *before*
     /// resolving, so a switch during the connection is not missed.
     pub(crate) fn changes(&self) -> Option<watch::Receiver<u64>> {
         match &self.endpoint {
-            Endpoint::Direct(_) => None,
+            Endpoint::Direct(_) | Endpoint::Cluster(_) => None,
             Endpoint::Sentinel(master) => Some(master.changes()),
         }
     }
@@ -206,7 +316,7 @@ impl RedisHost {
         shutdown: CancellationToken,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         match &self.endpoint {
-            Endpoint::Direct(_) => None,
+            Endpoint::Direct(_) | Endpoint::Cluster(_) => None,
             Endpoint::Sentinel(master) => Some(master.clone().watch(shutdown)),
         }
     }
@@ -235,7 +345,19 @@ impl RedisHost {
         &self,
         settings: &ConnectionSettings,
         response_timeout: Option<Duration>,
-    ) -> Result<redis::aio::MultiplexedConnection, LayerError> {
+    ) -> Result<Dedicated, LayerError> {
+        if let Endpoint::Cluster(client) = &self.endpoint {
+            let mut config = redis::cluster::ClusterConfig::new()
+                .set_connection_timeout(settings.connect_timeout);
+            if let Some(limit) = response_timeout {
+                config = config.set_response_timeout(limit);
+            }
+            return client
+                .get_async_connection_with_config(config)
+                .await
+                .map(Dedicated::Cluster)
+                .map_err(|e| self.unavailable(e));
+        }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(response_timeout);
@@ -243,6 +365,7 @@ impl RedisHost {
             .await?
             .get_multiplexed_async_connection_with_config(&config)
             .await
+            .map(Dedicated::Direct)
             .map_err(|e| self.unavailable(e))
     }
 }

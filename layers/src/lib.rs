@@ -28,7 +28,8 @@
 //! the members by the Python layers' hash, so a Python process with the same `hosts` list
 //! shares groups with ours. On Redis Cluster (`redis+cluster://seed:7000?addr=…`, ours alone:
 //! the Python layers do not support it) the pub/sub layer is [`cluster::RedisClusterPubSubLayer`],
-//! sharded pub/sub over hash-tagged partitions; the queue layer does not run on Cluster.
+//! sharded pub/sub over hash-tagged partitions; the queue layer runs there with single-slot
+//! commands only.
 //!
 //! **Health is end to end**: the pub/sub layer reports a member Up only while a liveness probe
 //! published through its normal publish path comes back on its own subscription, and refuses

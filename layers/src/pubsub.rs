@@ -210,6 +210,15 @@ impl RedisPubSubLayer {
             LayerError::Config("channel layers must be created inside a Tokio runtime".into())
         })?;
         let mut publish_queues = Vec::with_capacity(settings.hosts.len());
+        if let Some(cluster) = settings
+            .hosts
+            .iter()
+            .find(|h| h.starts_with(crate::cluster::SCHEME))
+        {
+            return Err(LayerError::Config(format!(
+                "{cluster:?} is a Redis Cluster: use cluster::RedisClusterPubSubLayer (sharded pub/sub) there"
+            )));
+        }
         let ring = settings.hosts.len();
         let hosts = settings
             .hosts

@@ -13,6 +13,11 @@
 //! - with several hosts, a key lives on host `consistent_hash(name)` of the ring, where `name`
 //!   is the group name, or the process part of the channel name.
 //!
+//! **Redis Cluster** (`redis+cluster://…` as the only host; ours alone, Python does not support
+//! Cluster): every command touches one key, hence one slot; a broadcast runs one script per
+//! process queue instead of one per host, and `flush` lists keys with `KEYS` on every master
+//! (`SCAN` would walk one node).
+//!
 //! **Fixed Python defects.**
 //! - Python's `send` hashes the *full* channel name to pick a host, but the receiver reads the
 //!   host of the *process part*: with two or more hosts a direct message can land where nobody
@@ -51,7 +56,7 @@ use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
 use crate::health::TargetHealth;
-use crate::hosts::{consistent_hash, moved, Backoff, ConnectionSettings, RedisHost};
+use crate::hosts::{consistent_hash, moved, Backoff, ConnectionSettings, Dedicated, RedisHost};
 use crate::inbox::ChannelOwner;
 use crate::local::LocalCore;
 use crate::message::lock;
@@ -331,11 +336,7 @@ impl Shared {
     /// Re-adds this process's memberships of groups on host `index` (after a reconnect: a Redis
     /// restarted without persistence has forgotten them). Uses the caller's freshly connected
     /// `conn`: the shared command connection may not have noticed the restart yet.
-    async fn restore_memberships(
-        &self,
-        index: usize,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) {
+    async fn restore_memberships(&self, index: usize, conn: &mut Dedicated) {
         let pairs: Vec<(Group, Arc<str>)> = self
             .core
             .memberships()
@@ -599,7 +600,7 @@ async fn run_reader(shared: Arc<Shared>) {
 async fn run_pinger(shared: Arc<Shared>, index: usize) {
     let host = &shared.hosts[index];
     let settings = shared.settings.connection.clone();
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut conn: Option<Dedicated> = None;
     let mut was_down = false;
     loop {
         if shared
@@ -778,18 +779,23 @@ impl ChannelLayer for RedisQueueLayer {
                 }
             }
         }
-        let mut by_host: HashMap<usize, Vec<usize>> = HashMap::new();
+        // One script per host, holding every queue on it; on a Cluster, one per queue, since a
+        // script may only touch keys of one slot (and each process queue has its own).
+        let mut by_host: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
         for (i, (_, _)) in queues.iter().enumerate() {
             let process_part = non_local_name(queues[i].1[0]);
-            by_host
-                .entry(consistent_hash(process_part, ring))
-                .or_default()
-                .push(i);
+            let host = consistent_hash(process_part, ring);
+            let batch = if shared.hosts[host].is_cluster() {
+                i
+            } else {
+                0
+            };
+            by_host.entry((host, batch)).or_default().push(i);
         }
         let encoded = message.to_msgpack()?;
         // One score for the whole broadcast, so it sorts as one message in every queue.
         let score = shared.clock.next();
-        for (host_index, queue_ids) in by_host {
+        for ((host_index, _), queue_ids) in by_host {
             let host = &shared.hosts[host_index];
             let mut invocation = shared.scripts.group_send.prepare_invoke();
             for &q in &queue_ids {
@@ -829,6 +835,23 @@ impl ChannelLayer for RedisQueueLayer {
         let pattern = format!("{}*", self.shared.settings.prefix);
         for host in &self.shared.hosts {
             let mut conn = host.commands.clone();
+            if host.is_cluster() {
+                // SCAN walks one node; KEYS is sent to every master and the replies merged.
+                // `flush` is for tests and resets, where that cost is fine.
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| host.unavailable(e))?;
+                for key in keys {
+                    redis::cmd("UNLINK")
+                        .arg(&key)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                        .map_err(|e| host.unavailable(e))?;
+                }
+                continue;
+            }
             let mut cursor: u64 = 0;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")

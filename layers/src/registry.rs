@@ -229,8 +229,8 @@ impl LayerRegistry {
     /// `redis_url` may list several comma-separated URLs: they form the ring of hosts of every
     /// Redis layer (plain `redis://` hosts and `redis+sentinel://` entries, mixed as Python's
     /// `hosts`). A single `redis+cluster://seed:7000?addr=seed2:7001` runs the pub/sub aliases on
-    /// Redis Cluster ([`RedisClusterPubSubLayer`]); the queue aliases are then a
-    /// [`LayerError::Config`] (the queue layer does not run on Cluster). With `None`, every alias gets its own in-memory layer (the queue aliases
+    /// Redis Cluster's sharded pub/sub ([`RedisClusterPubSubLayer`]) and the queue aliases on
+    /// the queue layer with single-slot commands. With `None`, every alias gets its own in-memory layer (the queue aliases
     /// with their expiry/capacity), and a warning says so: messages then never leave this
     /// process. Must be called inside a Tokio runtime (the Redis layers start background tasks).
     ///
@@ -257,7 +257,8 @@ impl LayerRegistry {
         }
         let hosts = redis_url.map(parse_host_list).filter(|h| !h.is_empty());
         // Redis Cluster: `redis+cluster://seed:port?addr=…`, alone (a cluster is not a ring
-        // member). Only the pub/sub aliases run on it.
+        // member). The pub/sub aliases get the Cluster pub/sub layer; the queue aliases the
+        // queue layer, whose commands then stay within one slot each.
         let cluster = match hosts.as_deref() {
             Some([one]) if one.starts_with(crate::cluster::SCHEME) => {
                 Some(crate::cluster::parse_cluster_url(one)?)
@@ -300,12 +301,6 @@ impl LayerRegistry {
                     Arc::new(RedisClusterPubSubLayer::new(
                         limits.cluster_pubsub(seeds, prefix),
                     )?)
-                }
-                (_, Some(_)) if cluster.is_some() => {
-                    return Err(LayerError::Config(format!(
-                        "the {alias:?} alias is a Redis queue layer, which does not run on Redis Cluster; \
-                         name only the pub/sub aliases (chat, notifications) with a redis+cluster:// URL"
-                    )));
                 }
                 ("chat", Some(hosts)) => {
                     Arc::new(RedisPubSubLayer::new(limits.pubsub(hosts.clone(), "chat"))?)

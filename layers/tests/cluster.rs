@@ -12,7 +12,9 @@
 //!
 //! After each: health went Down then Up again, the outage is counted, delivery resumed (here and
 //! in a second process), and every accepted broadcast was received or counted (no silent loss). Timings
-//! are printed (`cargo test --test cluster -- --nocapture`).
+//! are printed (`cargo test --test cluster -- --nocapture`). Then the registry's Cluster URL, and
+//! the queue layer on the cluster (direct sends and broadcasts across two processes, single-slot
+//! commands only, nothing left behind).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -369,10 +371,13 @@ async fn survive<F, Fut>(
         downs.load(Ordering::Relaxed) >= 1,
         "{label}: health never went Down"
     );
+    // Every partition (not only the group's) is Up again once its probe passed.
+    let mut health = layer.health();
+    let up = tokio::time::timeout(Duration::from_secs(10), health.wait_for(|h| h.is_up())).await;
     assert!(
-        layer.health().borrow().is_up(),
+        up.is_ok(),
         "{label}: health is not Up again: {:?}",
-        layer.health().borrow()
+        layer.health().borrow().clone()
     );
     assert!(
         stats.outages > outages_before,
@@ -573,10 +578,42 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
     );
     drop(chat_inbox);
     registry.close_all().await.unwrap();
-    assert!(matches!(
-        room_chat_layers::LayerRegistry::standard_for(Some(&url), &limits, &["chat", "queue"]),
-        Err(room_chat_layers::LayerError::Config(_))
-    ));
+
+    // The queue layer on the cluster: every command stays within one slot (a broadcast runs
+    // one script per process queue), across two processes.
+    let one =
+        room_chat_layers::LayerRegistry::standard_for(Some(&url), &limits, &["queue"]).unwrap();
+    let two =
+        room_chat_layers::LayerRegistry::standard_for(Some(&url), &limits, &["queue"]).unwrap();
+    let (q1, q2) = (one.get("queue").unwrap(), two.get("queue").unwrap());
+    let mut a = q1.new_channel().await.unwrap();
+    let mut b = q2.new_channel().await.unwrap();
+    q1.send(b.name(), msg(json!({"direct": 1}))).await.unwrap();
+    assert_eq!(support::recv(&mut b).await.get("direct"), Some(&json!(1)));
+    q1.group_add(&group("room"), a.name()).await.unwrap();
+    q2.group_add(&group("room"), b.name()).await.unwrap();
+    for n in 0..20 {
+        q2.group_send(&group("room"), msg(json!({"n": n})))
+            .await
+            .unwrap();
+    }
+    for inbox in [&mut a, &mut b] {
+        for n in 0..20 {
+            assert_eq!(support::recv(inbox).await.get("n"), Some(&json!(n)));
+        }
+    }
+    q1.group_discard(&group("room"), a.name()).await.unwrap();
+    drop((a, b));
+    q1.flush().await.unwrap();
+    one.close_all().await.unwrap();
+    two.close_all().await.unwrap();
+    for port in &live {
+        let keys: Vec<String> = query(*port, &["KEYS", "queue*"])
+            .await
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .expect("KEYS answers");
+        assert!(keys.is_empty(), "left behind on {port}: {keys:?}");
+    }
 
     drop(inbox);
     drop(peer_inbox);
