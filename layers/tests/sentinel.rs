@@ -10,7 +10,9 @@
 //! 2. a `kill -9` of the master is followed: delivery resumes within 3 s of the kill;
 //! 3. the killed master, restarted at once on its port (an empty standalone master until
 //!    Sentinel converts it), is never used: nothing of ours appears on it, and a layer built
-//!    in that window talks to the real master.
+//!    in that window talks to the real master;
+//! 4. before and after the failovers, a Python `fast-channels` 1.1.0 process given the same
+//!    Sentinel host entry exchanges group messages with us both ways, on both layers.
 //!
 //! The measured times are printed (`cargo test --test sentinel -- --nocapture`).
 
@@ -352,6 +354,79 @@ impl Pair {
     }
 }
 
+/// A Python fast-channels 1.1.0 process with the same Sentinel host entry exchanges group
+/// messages with our layers, both ways, on both layers.
+async fn python_exchange(url: &str, pair: &mut Pair, label: &str) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let python = tokio::task::spawn_blocking(support::python).await.unwrap();
+    for (kind, prefix) in [("pubsub", "chat"), ("queue", "queue")] {
+        let (layer, inbox) = match kind {
+            "pubsub" => (&pair.pubsub, &mut pair.pubsub_inbox),
+            _ => (&pair.queue, &mut pair.queue_inbox),
+        };
+        // Rust to Python.
+        let mut child = tokio::process::Command::new(&python)
+            .arg(support::INTEROP_SCRIPT)
+            .args([kind, url, prefix, "receive", "pyroom", "1"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("python answers")
+            .unwrap()
+            .expect("a READY line");
+        assert!(ready.starts_with("READY "), "{ready}");
+        let sent = json!({"from": "rust", "label": label});
+        layer
+            .group_send(&group("pyroom"), msg(sent.clone()))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("python receives")
+            .unwrap()
+            .expect("a GOT line");
+        let got: serde_json::Value =
+            serde_json::from_str(got.strip_prefix("GOT ").expect("GOT line")).unwrap();
+        assert_eq!(got, sent, "{kind}: Rust to Python ({label})");
+        assert!(child.wait().await.unwrap().success());
+        // Python to Rust.
+        let from_python = json!({"from": "python", "label": label});
+        let output = tokio::process::Command::new(&python)
+            .arg(support::INTEROP_SCRIPT)
+            .args([
+                kind,
+                url,
+                prefix,
+                "group_send",
+                "room",
+                &from_python.to_string(),
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{kind}: Python to Rust ({label}) never arrived"
+            );
+            let m = support::recv(inbox).await;
+            if m.get("from") == Some(&json!("python")) && m.get("label") == Some(&json!(label)) {
+                break;
+            }
+        }
+    }
+}
+
 /// Waits for `+switch-master` on a sentinel and returns when it came.
 async fn switch_announced(sentinel: u16) -> tokio::task::JoinHandle<Instant> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{sentinel}/")).unwrap();
@@ -372,6 +447,7 @@ async fn sentinel_failovers_are_followed() {
     let url = topology.url();
     let mut pair = Pair::new(&url).await;
     pair.delivering("baseline", Duration::from_secs(5)).await;
+    python_exchange(&url, &mut pair, "before failovers").await;
 
     // 1. Manual failover.
     let old_master = topology.master_port().await.unwrap();
@@ -446,6 +522,7 @@ async fn sentinel_failovers_are_followed() {
             "the restarted old master was used: {text}"
         );
     }
+    python_exchange(&url, &mut pair, "after failovers").await;
     let stats = pair.pubsub.stats();
     assert!(stats.outages >= 2 && stats.reconnects >= 2, "{stats:?}");
     fresh.close().await;

@@ -296,3 +296,45 @@ pub fn init_tracing() {
 pub fn group(name: &str) -> room_chat_layers::Group {
     room_chat_layers::Group::new(name).unwrap()
 }
+
+/// The Python side of the mixed-fleet tests (`tests/python/interop.py`).
+pub const INTEROP_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
+
+/// The python of a venv with `fast-channels[redis]==1.1.0`, created once under the target
+/// directory (`$CARGO_TARGET_TMPDIR/py-interop-venv`); tests of one binary run in parallel.
+pub fn python() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut venv = VENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(python) = venv.as_ref() {
+        return python.clone();
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-interop-venv");
+    let python = dir.join("bin").join("python");
+    let ready = dir.join(".fast-channels-1.1.0-installed");
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = std::process::Command::new(dir.join("bin").join("pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "fast-channels[redis]==1.1.0",
+            ])
+            .status()
+            .expect("pip runs");
+        assert!(status.success(), "pip install fast-channels failed");
+        std::fs::write(&ready, b"").unwrap();
+    }
+    *venv = Some(python.clone());
+    python
+}
