@@ -1105,8 +1105,38 @@ impl ChannelLayer for RedisClusterPubSubLayer {
 
     async fn close(&self) -> Result<(), LayerError> {
         self.shared.core.lifecycle.mark_closed();
+        // The cluster connection outlives `close` (it is shared with clones of the state), so
+        // leave every subscription explicitly instead of relying on the socket closing.
+        let mut subscribed: Vec<String> = self
+            .shared
+            .subscribed
+            .lock()
+            .await
+            .iter()
+            .cloned()
+            .collect();
         self.shared.core.clear();
+        // The supervisor first: it would take our own SUNSUBSCRIBE confirmations of the probe
+        // channels for losses and subscribe them again.
         self.shared.core.lifecycle.stop_tasks().await;
+        subscribed.retain(|c| !self.shared.probes.contains_key(c));
+        let budget = self.shared.settings.connection.command_timeout * 2;
+        if timeout(budget, self.shared.reconcile(&subscribed))
+            .await
+            .is_err()
+        {
+            tracing::debug!(layer = KIND, "timed out leaving subscriptions at close");
+        }
+        if let Ok(mut conn) = self.shared.conn().await {
+            let probes: Vec<String> = self.shared.probes.keys().cloned().collect();
+            for (_, batch) in by_partition(&self.shared, probes) {
+                let _ = timeout(
+                    self.shared.settings.connection.command_timeout,
+                    conn.sunsubscribe(&batch),
+                )
+                .await;
+            }
+        }
         Ok(())
     }
 

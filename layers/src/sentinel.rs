@@ -272,7 +272,10 @@ impl FollowingConnection {
         }
     }
 
-    /// The connection to use now, resolving the master if there is none for this epoch.
+    /// The connection to use now, resolving the master if there is none for this epoch. The
+    /// lock is held across the resolution on purpose: concurrent commands wait for the one
+    /// new connection instead of each resolving and connecting (a failover would otherwise
+    /// open one connection per in-flight command).
     async fn connection(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
         let mut current = self.current.lock().await;
         let epoch = self.master.epoch();

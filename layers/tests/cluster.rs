@@ -620,6 +620,17 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
     layer.close().await.unwrap();
     peer.close().await.unwrap();
     assert_eq!(layer.background_tasks(), 0);
+    // Nothing of ours stays subscribed anywhere.
+    for port in &live {
+        let channels: Vec<String> = query(*port, &["PUBSUB", "SHARDCHANNELS"])
+            .await
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .expect("PUBSUB answers");
+        assert!(
+            channels.is_empty(),
+            "left subscribed on {port}: {channels:?}"
+        );
+    }
 }
 
 fn layer_peer(cluster: &Cluster) -> Arc<RedisClusterPubSubLayer> {
