@@ -12,6 +12,8 @@ use clap::Parser;
 use room_chat_runtime::settings::positive_duration;
 use room_chat_runtime::SessionSettings;
 
+use room_chat_layers::{LayerError, LayerRegistry};
+
 use crate::room_chat::RoomChatSettings;
 
 /// Default of [`EdgeSettings::max_connections`].
@@ -204,6 +206,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The channel layers the service runs. Only the alias the room chat uses is built: the
+    /// others would hold Redis connections and background tasks (a queue reader blocked on
+    /// `BZPOPMIN`, subscriber and probe traffic) for nothing. An alias that is not one of the
+    /// standard ones is a configuration error, reported at start-up.
+    pub fn layer_registry(&self) -> Result<LayerRegistry, LayerError> {
+        LayerRegistry::standard_for(
+            self.redis_url.as_deref(),
+            &self.layer_limits(),
+            &[self.chat_layer.as_str()],
+        )
+    }
+
     /// The channel-layer limits this config asks for.
     pub fn layer_limits(&self) -> room_chat_layers::LayerLimits {
         let layers = &self.layers;
