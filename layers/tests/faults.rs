@@ -236,10 +236,17 @@ async fn pubsub_counts_a_publish_that_redis_never_answered() {
     init_tracing();
     let redis = RedisServer::start().await.unwrap();
     let layer = RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()])).unwrap();
-    let inbox = layer.new_channel().await.unwrap();
+    let mut inbox = layer.new_channel().await.unwrap();
     layer.group_add(&group("room"), inbox.name()).await.unwrap();
     let mut health = layer.health();
     health.wait_for(|h| h.is_up()).await.unwrap();
+    // Fully up (subscribed, and the first liveness probe back) once a broadcast makes the
+    // round trip; freezing Redis before that would test the start-up wait instead.
+    layer
+        .group_send(&group("room"), msg(json!({"n": "warm"})))
+        .await
+        .unwrap();
+    let _ = recv(&mut inbox).await;
     redis.freeze().await.unwrap();
     // Still subscribed as far as the layer knows: the send is accepted, then times out.
     layer
