@@ -63,7 +63,7 @@ pub use message::Message;
 pub use names::{
     safe_group_name, validate_channel_name, validate_group_name, Group, MAX_NAME_LENGTH,
 };
-pub use registry::{LayerLimits, LayerRegistry, STANDARD_ALIASES};
+pub use registry::{positive_duration, LayerLimits, LayerRegistry, STANDARD_ALIASES};
 pub use stats::{DropReason, LayerStats};
 
 pub mod cluster;
@@ -78,7 +78,7 @@ mod message;
 mod names;
 pub mod pubsub;
 pub mod queue;
-mod registry;
+pub mod registry;
 pub(crate) mod sentinel;
 mod stats;
 #[cfg(feature = "test-support")]

@@ -12,68 +12,116 @@ use crate::pubsub::{PubSubSettings, RedisPubSubLayer};
 use crate::queue::{QueueSettings, RedisQueueLayer};
 use crate::{ChannelLayer, LayerError};
 
-/// The limits of the standard layers, set once at the edge (the service's configuration) and
-/// applied to every alias by [`LayerRegistry::standard_with`]. What each alias *is* (kind,
-/// prefix, and the queue aliases' tutorial expiry and capacity) stays fixed; how
-/// much memory, time and patience the layers spend is tuned here.
+/// Default of [`LayerLimits::local_queue_bound`].
+pub const LOCAL_QUEUE_BOUND: usize = 1024;
+/// Default of [`LayerLimits::memory_capacity`].
+pub const MEMORY_CAPACITY: usize = 1024;
+/// Default of [`LayerLimits::memory_expiry`].
+pub const MEMORY_EXPIRY: Duration = Duration::from_secs(60);
+/// Default of [`LayerLimits::group_expiry`].
+pub const GROUP_EXPIRY: Duration = Duration::from_secs(86_400);
+/// Default of [`LayerLimits::redis_connect_timeout`].
+pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default of [`LayerLimits::redis_command_timeout`].
+pub const REDIS_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default of [`LayerLimits::reconnect_min`].
+pub const RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// Default of [`LayerLimits::reconnect_max`].
+pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// Default of [`LayerLimits::pubsub_dispatch_queue`].
+pub const PUBSUB_DISPATCH_QUEUE: usize = 8192;
+
+/// Parses a duration that must not be zero (`2s`, `250ms`): a zero timeout or expiry would
+/// fail or expire everything at once, so it is refused with a message instead.
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+fn human(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+/// The limits of the standard layers, set once at the edge and applied to every alias by
+/// [`LayerRegistry::standard_for`]. What each alias *is* (kind, prefix, and the queue aliases'
+/// tutorial expiry and capacity) stays fixed; how much memory, time and patience the layers
+/// spend is tuned here.
 ///
-/// `Default` gives the layers' own defaults, listed on each field.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// It is also a `clap` argument group, so a service flattens it into its command line and the
+/// parsed flags are the limits the layers get. `Default` is the flags' defaults (one `const`
+/// each, above).
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Channel layers")]
 pub struct LayerLimits {
     /// Messages one connection's local queue holds in the Redis layers before new ones are
-    /// dropped as slow-consumer drops (default 1024). A chat consumer a thousand messages behind
-    /// is not coming back; beyond that the memory goes to a dead client. The queue allocates as
-    /// it fills, so an idle connection costs nothing.
+    /// dropped as slow-consumer drops. A chat consumer a thousand messages behind is not coming
+    /// back; beyond that the memory goes to a dead client. The queue allocates as it fills, so
+    /// an idle connection costs nothing.
+    #[arg(long = "layer-local-queue", env = "LAYER_LOCAL_QUEUE", default_value_t = LOCAL_QUEUE_BOUND)]
     pub local_queue_bound: usize,
-    /// Messages a channel of the in-memory layer holds before `send` refuses with `ChannelFull`
-    /// (default 100, the Python layer's). Applies to the `memory` alias and to the in-memory
-    /// stand-ins for `chat` and `notifications` when there is no Redis (the queue aliases keep
-    /// their tutorial capacities). It is the most one stalled consumer can pin: a few KiB.
+    /// Messages a channel of the in-memory layer holds before further ones are dropped and
+    /// counted (the Python layer's default is 100). Sized like a connection's outbound queue, so
+    /// a burst the client could absorb is not lost one step earlier in the layer. Applies to the
+    /// `memory` alias and to the in-memory stand-ins for `chat` and `notifications` when there is
+    /// no Redis (the queue aliases keep their tutorial capacities).
+    #[arg(long = "layer-channel-capacity", env = "LAYER_CHANNEL_CAPACITY", default_value_t = MEMORY_CAPACITY)]
     pub memory_capacity: usize,
     /// How long a message may wait in an in-memory channel before it is dropped as expired
-    /// (default 60 s, the Python layer's): a consumer that catches up after a minute should not
-    /// replay a minute-old chat as if it were live. Same aliases as `memory_capacity`.
+    /// (the Python layer's 60 s): a consumer that catches up after a minute should not replay a
+    /// minute-old chat as if it were live. Same aliases as the channel capacity.
+    #[arg(long = "layer-memory-expiry", env = "LAYER_MEMORY_EXPIRY", value_parser = positive_duration,
+          default_value = human(MEMORY_EXPIRY))]
     pub memory_expiry: Duration,
-    /// How long a group membership lasts without a refreshing `group_add` (default 86 400 s, one
-    /// day, the Python layers'), on the in-memory and Redis queue layers (pub/sub memberships
-    /// end with their connection instead). It reclaims the memberships of consumers that died
-    /// without leaving; a connection that lives longer must re-add itself well within it.
+    /// How long a group membership lasts without a refreshing `group_add` (the Python layers'
+    /// day), on the in-memory and Redis queue layers (pub/sub memberships end with their
+    /// connection instead). It reclaims the memberships of consumers that died without leaving;
+    /// a connection that lives longer must re-add itself well within it.
+    #[arg(long, env = "GROUP_EXPIRY", value_parser = positive_duration,
+          default_value = human(GROUP_EXPIRY))]
     pub group_expiry: Duration,
-    /// Give up connecting to Redis after this long (default 1 s). A healthy Redis on the
-    /// network answers in milliseconds; a longer wait only delays reporting an outage.
+    /// Give up connecting to Redis after this long. A healthy Redis on the network answers in
+    /// milliseconds; a longer wait only delays reporting an outage.
+    #[arg(long, env = "REDIS_CONNECT_TIMEOUT", value_parser = positive_duration,
+          default_value = human(REDIS_CONNECT_TIMEOUT))]
     pub redis_connect_timeout: Duration,
-    /// Give up waiting for a Redis reply after this long (default 2 s), so a wedged Redis turns
-    /// into an `Unavailable` error instead of a consumer stuck forever.
+    /// Give up waiting for a Redis reply after this long, so a wedged Redis turns into an
+    /// outage instead of a consumer stuck forever; a message that waited this long to be
+    /// published is dropped as expired rather than delivered late.
+    #[arg(long, env = "REDIS_COMMAND_TIMEOUT", value_parser = positive_duration,
+          default_value = human(REDIS_COMMAND_TIMEOUT))]
     pub redis_command_timeout: Duration,
-    /// First delay before reconnecting to Redis after a failed attempt (default 100 ms; the
-    /// first retry after a lost connection is immediate).
+    /// First delay before reconnecting to Redis after a failed attempt (the first retry after
+    /// a lost connection is immediate).
+    #[arg(long = "redis-reconnect-min", env = "REDIS_RECONNECT_MIN", value_parser = humantime::parse_duration,
+          default_value = human(RECONNECT_MIN))]
     pub reconnect_min: Duration,
-    /// Longest delay between reconnect attempts (default 2 s): recovery is noticed within two
-    /// seconds of Redis coming back, while a long outage costs one attempt every two seconds
-    /// per host.
+    /// Longest delay between reconnect attempts: recovery is noticed within this long of Redis
+    /// coming back, while a long outage costs one attempt per interval per host.
+    #[arg(long = "redis-reconnect-max", env = "REDIS_RECONNECT_MAX", value_parser = positive_duration,
+          default_value = human(RECONNECT_MAX))]
     pub reconnect_max: Duration,
     /// Messages received from Redis that may wait for fan-out in a pub/sub layer, per host
-    /// (default 8192; beyond it they are dropped and counted as dispatch overflow). It keeps
-    /// the subscriber draining Redis whatever the fan-out costs; a few MiB per host at worst.
+    /// (beyond it they are dropped and counted as dispatch overflow). It keeps the subscriber
+    /// draining Redis whatever the fan-out costs; a few MiB per host at worst.
+    #[arg(long, env = "PUBSUB_DISPATCH_QUEUE", default_value_t = PUBSUB_DISPATCH_QUEUE)]
     pub pubsub_dispatch_queue: usize,
 }
 
 impl Default for LayerLimits {
-    /// The layers' own defaults (one source of truth: read from their settings types).
     fn default() -> Self {
-        let memory = MemorySettings::default();
-        let connection = ConnectionSettings::default();
-        let pubsub = PubSubSettings::new(Vec::new());
         Self {
-            local_queue_bound: pubsub.local_queue_bound,
-            memory_capacity: memory.capacity,
-            memory_expiry: memory.expiry,
-            group_expiry: memory.group_expiry,
-            redis_connect_timeout: connection.connect_timeout,
-            redis_command_timeout: connection.command_timeout,
-            reconnect_min: connection.reconnect_min,
-            reconnect_max: connection.reconnect_max,
-            pubsub_dispatch_queue: pubsub.dispatch_queue,
+            local_queue_bound: LOCAL_QUEUE_BOUND,
+            memory_capacity: MEMORY_CAPACITY,
+            memory_expiry: MEMORY_EXPIRY,
+            group_expiry: GROUP_EXPIRY,
+            redis_connect_timeout: REDIS_CONNECT_TIMEOUT,
+            redis_command_timeout: REDIS_COMMAND_TIMEOUT,
+            reconnect_min: RECONNECT_MIN,
+            reconnect_max: RECONNECT_MAX,
+            pubsub_dispatch_queue: PUBSUB_DISPATCH_QUEUE,
         }
     }
 }

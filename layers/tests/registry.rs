@@ -126,19 +126,36 @@ async fn a_bad_url_is_a_configuration_error() {
     ));
 }
 
-/// `standard` is `standard_with` the layers' defaults.
+/// The limits are a command-line group whose defaults are `LayerLimits::default()`, with
+/// durations written as people write them and zero timeouts refused.
 #[test]
-fn default_limits_are_the_layers_defaults() {
-    let limits = LayerLimits::default();
-    assert_eq!(limits.local_queue_bound, 1024);
-    assert_eq!(limits.memory_capacity, 100);
-    assert_eq!(limits.memory_expiry, Duration::from_secs(60));
-    assert_eq!(limits.group_expiry, Duration::from_secs(86_400));
-    assert_eq!(limits.redis_connect_timeout, Duration::from_secs(1));
-    assert_eq!(limits.redis_command_timeout, Duration::from_secs(2));
-    assert_eq!(limits.reconnect_min, Duration::from_millis(100));
-    assert_eq!(limits.reconnect_max, Duration::from_secs(2));
-    assert_eq!(limits.pubsub_dispatch_queue, 8192);
+fn the_flags_are_the_limits() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        limits: LayerLimits,
+    }
+    let parsed = Cli::parse_from(["x"]).limits;
+    assert_eq!(parsed, LayerLimits::default());
+    assert_eq!(parsed.memory_capacity, 1024);
+    assert_eq!(parsed.redis_command_timeout, Duration::from_secs(2));
+    let tuned = Cli::parse_from([
+        "x",
+        "--redis-command-timeout",
+        "500ms",
+        "--group-expiry",
+        "2h",
+    ]);
+    assert_eq!(
+        tuned.limits.redis_command_timeout,
+        Duration::from_millis(500)
+    );
+    assert_eq!(tuned.limits.group_expiry, Duration::from_secs(7200));
+    let zero = Cli::try_parse_from(["x", "--redis-connect-timeout", "0s"]);
+    assert!(zero
+        .err()
+        .is_some_and(|e| e.to_string().contains("longer than zero")));
 }
 
 /// Without Redis, the limits reach the in-memory layers (capacity, expiry, group expiry),

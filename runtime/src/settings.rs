@@ -38,13 +38,8 @@ fn human(duration: Duration) -> String {
 
 /// Parses a duration that must not be zero (`20s`, `1m 30s`, `250ms`): a zero interval or
 /// timeout would spin or fire at once, so it is refused with a message rather than accepted.
-pub fn positive_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".to_owned());
-    }
-    Ok(duration)
-}
+/// The layers' limits use the same rule.
+pub use room_chat_layers::positive_duration;
 
 /// Settings of every session, and the `clap` group that sets them.
 #[derive(Debug, Clone, clap::Args)]

@@ -12,7 +12,7 @@ use clap::Parser;
 use room_chat_runtime::settings::positive_duration;
 use room_chat_runtime::SessionSettings;
 
-use room_chat_layers::{LayerError, LayerRegistry};
+use room_chat_layers::{LayerError, LayerLimits, LayerRegistry};
 
 use crate::room_chat::RoomChatSettings;
 
@@ -30,18 +30,6 @@ pub const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_millis(300);
 /// Default of [`EdgeSettings::shutdown_timeout`].
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default of [`LayerSettings::layer_channel_capacity`].
-pub const LAYER_CHANNEL_CAPACITY: usize = 1024;
-/// Default of [`LayerSettings::layer_local_queue`].
-pub const LAYER_LOCAL_QUEUE: usize = 1024;
-/// Default of [`LayerSettings::pubsub_dispatch_queue`].
-pub const PUBSUB_DISPATCH_QUEUE: usize = 8192;
-/// Default of [`LayerSettings::group_expiry`].
-pub const GROUP_EXPIRY: Duration = Duration::from_secs(86_400);
-/// Default of [`LayerSettings::redis_connect_timeout`].
-pub const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default of [`LayerSettings::redis_command_timeout`].
-pub const REDIS_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A duration as `--help` writes it (`10s`, `300ms`).
 fn human(duration: Duration) -> String {
@@ -87,9 +75,9 @@ pub struct Config {
     #[command(flatten)]
     pub edge: EdgeSettings,
 
-    /// What the channel layers may spend.
+    /// What the channel layers may spend (the layers' own limits type).
     #[command(flatten)]
-    pub layers: LayerSettings,
+    pub layers: LayerLimits,
 }
 
 /// The HTTP edge: what a connection may cost before it is a WebSocket, and how the server
@@ -152,46 +140,6 @@ pub struct EdgeSettings {
     pub shutdown_timeout: Duration,
 }
 
-/// What the channel layers may spend: queue bounds and Redis patience.
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Channel layers")]
-pub struct LayerSettings {
-    /// Messages one connection's layer channel holds before further ones are dropped and
-    /// counted (in-memory layers; the Python default is 100). Sized like the outbound queue, so
-    /// a burst that the client could absorb is not lost one step earlier in the layer.
-    #[arg(long, env = "LAYER_CHANNEL_CAPACITY", default_value_t = LAYER_CHANNEL_CAPACITY)]
-    pub layer_channel_capacity: usize,
-
-    /// Messages the Redis layers queue for one local channel before dropping (counted as
-    /// `slow_consumer` in the layer metrics).
-    #[arg(long, env = "LAYER_LOCAL_QUEUE", default_value_t = LAYER_LOCAL_QUEUE)]
-    pub layer_local_queue: usize,
-
-    /// Redis messages the pub/sub layer buffers between its subscriber connection and local
-    /// fan-out before dropping (counted as `dispatch_overflow`); bounds memory when fan-out
-    /// falls behind Redis.
-    #[arg(long, env = "PUBSUB_DISPATCH_QUEUE", default_value_t = PUBSUB_DISPATCH_QUEUE)]
-    pub pubsub_dispatch_queue: usize,
-
-    /// How long a group membership that was not renewed lasts (as the Python layers'
-    /// `group_expiry`); connections renew theirs every `GROUP_REFRESH`.
-    #[arg(long, env = "GROUP_EXPIRY", value_parser = positive_duration,
-          default_value = human(GROUP_EXPIRY))]
-    pub group_expiry: Duration,
-
-    /// Longest wait for a Redis connection; past it the layer reports Down.
-    #[arg(long, env = "REDIS_CONNECT_TIMEOUT", value_parser = positive_duration,
-          default_value = human(REDIS_CONNECT_TIMEOUT))]
-    pub redis_connect_timeout: Duration,
-
-    /// Longest wait for one Redis command; past it the connection counts as lost (a hung
-    /// Redis is detected, not waited on forever), and a message waiting to be published is
-    /// refused rather than delivered late.
-    #[arg(long, env = "REDIS_COMMAND_TIMEOUT", value_parser = positive_duration,
-          default_value = human(REDIS_COMMAND_TIMEOUT))]
-    pub redis_command_timeout: Duration,
-}
-
 impl Default for Config {
     /// Every field at its documented default, ignoring the environment (so a `REDIS_URL` or
     /// `SEND_COMPLETION` in the caller's shell cannot leak into a config built in code).
@@ -213,23 +161,9 @@ impl Config {
     pub fn layer_registry(&self) -> Result<LayerRegistry, LayerError> {
         LayerRegistry::standard_for(
             self.redis_url.as_deref(),
-            &self.layer_limits(),
+            &self.layers,
             &[self.chat_layer.as_str()],
         )
-    }
-
-    /// The channel-layer limits this config asks for.
-    pub fn layer_limits(&self) -> room_chat_layers::LayerLimits {
-        let layers = &self.layers;
-        room_chat_layers::LayerLimits {
-            local_queue_bound: layers.layer_local_queue.max(1),
-            memory_capacity: layers.layer_channel_capacity.max(1),
-            group_expiry: layers.group_expiry,
-            redis_connect_timeout: layers.redis_connect_timeout,
-            redis_command_timeout: layers.redis_command_timeout,
-            pubsub_dispatch_queue: layers.pubsub_dispatch_queue.max(1),
-            ..room_chat_layers::LayerLimits::default()
-        }
     }
 }
 
