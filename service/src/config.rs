@@ -204,6 +204,20 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The room chat's settings with their store: on the first `REDIS_URL` when there is one
+    /// (presence and history shared by every process on it), otherwise in memory.
+    pub fn room_chat_settings(&self) -> Result<RoomChatSettings, crate::rooms::StoreError> {
+        let app = self.room_chat.clone();
+        let first = self
+            .redis_url
+            .as_deref()
+            .and_then(|urls| urls.split(',').map(str::trim).find(|u| !u.is_empty()));
+        if let Some(url) = first {
+            app.use_redis(url, self.layers.redis_command_timeout)?;
+        }
+        Ok(app)
+    }
+
     /// The channel-layer limits this config asks for.
     pub fn layer_limits(&self) -> room_chat_layers::LayerLimits {
         let layers = &self.layers;

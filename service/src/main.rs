@@ -28,7 +28,9 @@ async fn main() -> anyhow::Result<()> {
     check_open_files(config.edge.max_connections + config.edge.max_pending_connections);
     let layers = LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits())
         .context("setting up the channel layers")?;
-    let app = config.room_chat.clone();
+    let app = config
+        .room_chat_settings()
+        .context("setting up presence and history")?;
     let server = RunningServer::<RoomChatConsumer>::serve(config.clone(), layers, app)
         .await
         .context("starting the server")?;
