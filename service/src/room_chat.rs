@@ -22,7 +22,7 @@ use room_chat_protocol::runtime::{self, Dispatched, ErrorItem};
 use room_chat_protocol::{
     CompleteMessage, GroupCompleteMessage, HistoryMessage, HistoryPayload, HistoryResultMessage,
     LocPart, Member, PingMessage, PongMessage, PresenceMessage, PresencePayload,
-    PresenceResultMessage, RoomChatMessage, RoomMessagePayload, RoomNotificationMessage,
+    PresenceResultMessage, RoomChatMessage, RoomNotificationMessage, RoomNotificationPayload,
 };
 use room_chat_runtime::settings::positive_duration;
 use room_chat_runtime::{Connection, Consumer, ConsumerError, FrameOutcome, Handshake, Refusal};
@@ -309,8 +309,8 @@ impl RoomChatConsumer {
         }
     }
 
-    fn payload(&self, message: String) -> RoomMessagePayload {
-        RoomMessagePayload {
+    fn payload(&self, message: String) -> RoomNotificationPayload {
+        RoomNotificationPayload {
             message,
             room_name: Some(self.room_name.clone()),
             sender: self.member.name.clone(),
@@ -319,7 +319,7 @@ impl RoomChatConsumer {
         }
     }
 
-    fn notification(&self, payload: RoomMessagePayload) -> Outgoing {
+    fn notification(&self, payload: RoomNotificationPayload) -> Outgoing {
         Outgoing::RoomNotification(RoomNotificationMessage { payload })
     }
 
@@ -343,8 +343,8 @@ impl RoomChatConsumer {
         }
     }
 
-    fn stored_payload(&self, m: StoredChat, epoch: &str) -> RoomMessagePayload {
-        RoomMessagePayload {
+    fn stored_payload(&self, m: StoredChat, epoch: &str) -> RoomNotificationPayload {
+        RoomNotificationPayload {
             message: m.message,
             room_name: Some(self.room_name.clone()),
             sender: m.sender,

@@ -306,14 +306,7 @@ impl Client {
     /// in history (`offset`, `epoch`, which differ from run to run) is left out. History tests
     /// read it with [`Self::recv_frame`].
     pub async fn recv_json(&mut self) -> Value {
-        let mut frame = self.recv_frame().await;
-        if frame["action"] == "room_notification" {
-            if let Some(payload) = frame["payload"].as_object_mut() {
-                payload.remove("offset");
-                payload.remove("epoch");
-            }
-        }
-        frame
+        tutorial_view(&self.recv_text().await)
     }
 
     /// The next text frame as JSON, whole.
@@ -389,6 +382,19 @@ impl Client {
     pub fn into_inner(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
         self.ws
     }
+}
+
+/// A frame's text as JSON, without a room notification's place in history (`offset`, `epoch`):
+/// what [`Client::recv_json`] returns, for frames read as text.
+pub fn tutorial_view(text: &str) -> Value {
+    let mut frame: Value = serde_json::from_str(text).unwrap();
+    if frame["action"] == "room_notification" {
+        if let Some(payload) = frame["payload"].as_object_mut() {
+            payload.remove("offset");
+            payload.remove("epoch");
+        }
+    }
+    frame
 }
 
 /// `{"action":"room_notification","payload":{"message":..,"room_name":..,"sender":null}}`, an

@@ -84,19 +84,6 @@ pub struct RoomMessagePayload {
     /// always set in notifications.
     #[serde(default)]
     pub room_name: Option<String>,
-    /// In notifications, the display name of who sent the message, joined or left (the
-    /// `name` of their connection), or null when anonymous. Ignored when a client sends it.
-    #[serde(default)]
-    pub sender: Option<String>,
-    /// In chat notifications, the message's place in the room's history: strictly
-    /// increasing per room within one `epoch`. Null on join and leave notices and from
-    /// servers that keep no history. Ignored when a client sends it.
-    #[serde(default)]
-    pub offset: Option<i64>,
-    /// In chat notifications, which history `offset` counts in; it changes when the room's
-    /// history is lost, and offsets of different epochs cannot be compared.
-    #[serde(default)]
-    pub epoch: Option<String>,
 }
 
 impl Decode for RoomMessagePayload {
@@ -106,6 +93,68 @@ impl Decode for RoomMessagePayload {
         errors: &mut Vec<protocol_runtime::ErrorItem>,
     ) -> Option<Self> {
         let object = decode::object(value, "RoomMessagePayload", loc, errors)?;
+        let message = decode::required(object, "message", loc, errors);
+        let room_name = decode::optional(object, "room_name", loc, errors);
+        Some(Self {
+            message: message?,
+            room_name: room_name?,
+        })
+    }
+}
+
+/// Room notification message.
+///
+/// The frame of the `room_notification` message; `action` is implied by the enum variant that holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RoomNotificationMessage {
+    /// The text of a chat message or notice, the room it belongs to, who it is about and, for
+    /// chat messages, its place in the room's history.
+    pub payload: RoomNotificationPayload,
+}
+
+impl Decode for RoomNotificationMessage {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "RoomNotificationMessage", loc, errors)?;
+        let payload = decode::required(object, "payload", loc, errors);
+        Some(Self { payload: payload? })
+    }
+}
+
+/// The text of a chat message or notice, the room it belongs to, who it is about and, for
+/// chat messages, its place in the room's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RoomNotificationPayload {
+    /// The text, starting with 💬, 🚪 or 👋 (the tutorial's notices, unchanged).
+    pub message: String,
+    /// The room; always set.
+    #[serde(default)]
+    pub room_name: Option<String>,
+    /// In notifications, the display name of who sent the message, joined or left (the
+    /// `name` of their connection), or null when anonymous. A Python node of the tutorial leaves it out.
+    #[serde(default)]
+    pub sender: Option<String>,
+    /// In chat notifications, the message's place in the room's history: strictly
+    /// increasing per room within one `epoch`. Null on join and leave notices and from
+    /// servers that keep no history (a Python node of the tutorial leaves it out).
+    #[serde(default)]
+    pub offset: Option<i64>,
+    /// In chat notifications, which history `offset` counts in; it changes when the room's
+    /// history is lost, and offsets of different epochs cannot be compared.
+    #[serde(default)]
+    pub epoch: Option<String>,
+}
+
+impl Decode for RoomNotificationPayload {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "RoomNotificationPayload", loc, errors)?;
         let message = decode::required(object, "message", loc, errors);
         let room_name = decode::optional(object, "room_name", loc, errors);
         let sender = decode::optional(object, "sender", loc, errors);
@@ -118,27 +167,6 @@ impl Decode for RoomMessagePayload {
             offset: offset?,
             epoch: epoch?,
         })
-    }
-}
-
-/// Room notification message.
-///
-/// The frame of the `room_notification` message; `action` is implied by the enum variant that holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct RoomNotificationMessage {
-    /// The text of a chat message or notice, and the room it belongs to.
-    pub payload: RoomMessagePayload,
-}
-
-impl Decode for RoomNotificationMessage {
-    fn decode(
-        value: &serde_json::Value,
-        loc: &decode::Loc<'_>,
-        errors: &mut Vec<protocol_runtime::ErrorItem>,
-    ) -> Option<Self> {
-        let object = decode::object(value, "RoomNotificationMessage", loc, errors)?;
-        let payload = decode::required(object, "payload", loc, errors);
-        Some(Self { payload: payload? })
     }
 }
 
@@ -298,7 +326,7 @@ impl Decode for PresencePayload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Member {
     /// The connection's display name, or null when anonymous.
-    #[serde(deserialize_with = "protocol_runtime::frame::nullable")]
+    #[serde(default)]
     pub name: Option<String>,
     /// When the connection joined, RFC 3339 in UTC.
     pub joined_at: String,
@@ -311,7 +339,7 @@ impl Decode for Member {
         errors: &mut Vec<protocol_runtime::ErrorItem>,
     ) -> Option<Self> {
         let object = decode::object(value, "Member", loc, errors)?;
-        let name = decode::required(object, "name", loc, errors);
+        let name = decode::optional(object, "name", loc, errors);
         let joined_at = decode::required(object, "joined_at", loc, errors);
         Some(Self {
             name: name?,
@@ -348,12 +376,9 @@ pub struct HistoryRequest {
     /// newest ones.
     #[serde(default)]
     pub since: Option<i64>,
-    /// At most this many messages, 0 to `MAX_HISTORY_LIMIT` (100).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "protocol_runtime::frame::present"
-    )]
+    /// At most this many messages, 0 to `MAX_HISTORY_LIMIT` (100); null or left out for
+    /// `MAX_HISTORY_LIMIT`.
+    #[serde(default)]
     pub limit: Option<i64>,
 }
 
@@ -365,7 +390,7 @@ impl Decode for HistoryRequest {
     ) -> Option<Self> {
         let object = decode::object(value, "HistoryRequest", loc, errors)?;
         let since = decode::optional(object, "since", loc, errors);
-        let limit = decode::omittable(object, "limit", loc, errors);
+        let limit = decode::optional(object, "limit", loc, errors);
         Some(Self {
             since: since?,
             limit: limit?,
@@ -402,7 +427,7 @@ pub struct HistoryPayload {
     /// The history's epoch now; if it is not the one a client's offsets came from, they were lost.
     pub epoch: String,
     /// Chat notification payloads, each with its `offset`, oldest first.
-    pub messages: Vec<RoomMessagePayload>,
+    pub messages: Vec<RoomNotificationPayload>,
     /// Whether `messages` holds every chat message after `since` (with `since` null:
     /// since the room's history began): false when older ones were dropped by
     /// `HISTORY_SIZE` or `HISTORY_MAX_AGE`, or newer ones cut by `limit`.
