@@ -204,9 +204,20 @@ mod tests {
         }
         let presence = store.presence("r", 10).await.unwrap();
         assert_eq!(presence.count, 1);
-        store.leave("r", &ada).await.unwrap();
-        // Nobody in it, and with a max age of zero every message is already old.
+        // With a max age of zero every message is old a moment later: the last one out frees
+        // the room.
         tokio::time::sleep(Duration::from_millis(5)).await;
+        store.leave("r", &ada).await.unwrap();
+        assert_eq!(store.rooms(), 0);
+        // A room still in use, or with fresh history, is kept.
+        let keeps = MemoryStore::new(Retention {
+            size: 2,
+            max_age: Duration::from_secs(60),
+        });
+        keeps.join("t", &ada).await.unwrap();
+        keeps.append("t", "a", None).await.unwrap();
+        keeps.leave("t", &ada).await.unwrap();
+        assert_eq!(keeps.rooms(), 1);
         store.join("s", &ada).await.unwrap();
         store.leave("s", &ada).await.unwrap();
         assert_eq!(store.rooms(), 0);
