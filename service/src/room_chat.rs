@@ -529,7 +529,7 @@ impl Handler<Connection<Outgoing>> for RoomChatConsumer {
                 payload.epoch = Some(stamp.epoch);
             }
             Err(e) => {
-                tracing::warn!(room = %self.room_name, error = %e, "message not kept in history")
+                tracing::warn!(room = %self.room_name, error = %e, "message not kept in history");
             }
         }
         Ok(conn

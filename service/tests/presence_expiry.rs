@@ -45,6 +45,7 @@ fn start_binary(redis_url: &str) -> (std::process::Child, SocketAddr) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the service did not start");
 }
 
