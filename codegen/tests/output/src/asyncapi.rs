@@ -328,7 +328,9 @@ pub struct Member {
     /// The connection's display name, or null when anonymous.
     #[serde(default)]
     pub name: Option<String>,
-    /// When the connection joined, RFC 3339 in UTC.
+    /// When the connection joined: RFC 3339 in UTC with milliseconds
+    /// (`2026-01-01T12:00:00.000Z`). Plain text rather than `format: date-time`, so model
+    /// generators keep it a string and a frame re-encodes to itself.
     pub joined_at: String,
 }
 
