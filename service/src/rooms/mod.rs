@@ -28,6 +28,9 @@ pub enum StoreError {
     /// Redis did not answer within the command timeout.
     #[error("room store (Redis): no answer within {0:?}")]
     Timeout(Duration),
+    /// A recent command failed; the store does not wait on Redis again for this long.
+    #[error("room store (Redis): unavailable, retrying within {0:?}")]
+    BackingOff(Duration),
     /// Redis held something this store did not write.
     #[error("room store (Redis): unreadable entry: {0}")]
     Corrupt(String),

@@ -17,6 +17,7 @@
 //! are never touched.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -40,10 +41,13 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('RPUSH', KEYS[2], offset .. ' ' .. ARGV[2])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+local keep = tonumber(ARGV[3])
+if keep > 0 then
+  redis.call('RPUSH', KEYS[2], offset .. ' ' .. ARGV[2])
+  redis.call('LTRIM', KEYS[2], -keep, -1)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return {offset, epoch}
 ";
 
@@ -59,6 +63,13 @@ if not epoch then
 end
 return {epoch, redis.call('HGET', KEYS[1], 'seq'), redis.call('LRANGE', KEYS[2], 0, -1)}
 ";
+
+/// After a failed or timed-out command, how long every command fails at once instead of waiting
+/// on Redis again. The store sits on the path of every chat message sent (the append that gives
+/// it its offset): without this, a Redis that hangs would hold each sender's messages for the
+/// whole command timeout, one after the other, and deliver them late; with it, messages go out
+/// at once without an offset until Redis answers again.
+const BACK_OFF: Duration = Duration::from_secs(1);
 
 /// Members this process keeps alive: room → the JSON of each member.
 type Local = Mutex<HashMap<String, Vec<String>>>;
@@ -77,6 +88,8 @@ struct Inner {
     local: Local,
     append: Script,
     read: Script,
+    /// Until when (ms since the Unix epoch) commands fail at once; see [`BACK_OFF`].
+    down_until_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -116,6 +129,7 @@ impl RedisStore {
             local: Mutex::new(HashMap::new()),
             append: Script::new(APPEND),
             read: Script::new(READ),
+            down_until_ms: AtomicU64::new(0),
         });
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -189,13 +203,24 @@ impl Inner {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        if now_ms() < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err(StoreError::BackingOff(BACK_OFF));
+        }
         let work = async {
             let conn = self.connection().await?;
             Ok::<T, StoreError>(f(conn).await?)
         };
-        tokio::time::timeout(self.timeout, work)
+        let result = tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| StoreError::Timeout(self.timeout))?
+            .map_err(|_| StoreError::Timeout(self.timeout))
+            .and_then(|r| r);
+        if matches!(&result, Err(StoreError::Timeout(_)))
+            || matches!(&result, Err(StoreError::Redis(e)) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal())
+        {
+            self.down_until_ms
+                .store(now_ms() + millis(BACK_OFF), Ordering::Relaxed);
+        }
+        result
     }
 }
 
@@ -243,7 +268,7 @@ impl RoomStore for RedisStore {
             .key(key(room, "log"))
             .arg(new_epoch())
             .arg(entry)
-            .arg(inner.retention.size.max(1))
+            .arg(inner.retention.size)
             .arg(millis(inner.retention.max_age));
         let (offset, epoch): (u64, String) = inner
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
