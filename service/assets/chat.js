@@ -1,8 +1,9 @@
 // The chat page: joins the room named in the room box (`general` unless the address says
 // `#room=<name>`) under the name in the name box (anonymous when empty; `#name=<name>` fills
 // it), shows the room's last messages on entering, then its messages and join/leave notices
-// with who sent them, the list of who is online (asked again on every join and leave notice),
-// and sends what is typed. After a reconnect the client fetches what was missed.
+// with who sent them, the list of who is online (asked again on join and leave notices, at
+// most once a second), and sends what is typed. After a reconnect the client fetches what was
+// missed.
 // It is built on the client generated from the AsyncAPI document (/asyncapi/client.js), so it
 // speaks exactly the protocol the server implements. Every message is shown with
 // `textContent`: text from other people is never parsed as HTML.
@@ -29,8 +30,8 @@ let shown = new Set();
 
 /** Messages shown from the history on entering a room (the server keeps more). */
 const HISTORY_ON_ENTRY = 50;
-/** Join/leave notices within this many ms share one presence request. */
-const PRESENCE_DEBOUNCE_MS = 250;
+/** At most one presence request per this many ms (the server allows 2 per second by default). */
+const PRESENCE_EVERY_MS = 1000;
 
 const STATUS_TEXT = {
   connecting: "connecting…",
@@ -129,16 +130,24 @@ function showMembers(payload) {
 }
 
 let presenceTimer = null;
+let presenceAskedAt = 0;
+/**
+ * Asks who is online, at most once per `PRESENCE_EVERY_MS` (a burst of join and leave notices
+ * shares one request), so a busy room never runs into the server's `ROOM_QUERY_RATE`.
+ */
 function refreshPresence(chat) {
-  clearTimeout(presenceTimer);
+  if (presenceTimer !== null) return;
+  const wait = Math.max(0, presenceAskedAt + PRESENCE_EVERY_MS - Date.now());
   presenceTimer = setTimeout(async () => {
+    presenceTimer = null;
+    presenceAskedAt = Date.now();
     try {
       const result = await chat.requestPresence();
       if (chat === client) showMembers(result.payload);
     } catch {
       // Dropped or refused: the next open or notice asks again.
     }
-  }, PRESENCE_DEBOUNCE_MS);
+  }, wait);
 }
 
 /** The room rule of the server, checked here so a bad name is explained instead of retried. */
