@@ -10,7 +10,6 @@ use room_chat_bench::fanout::{self, FanoutOptions, FanoutReport};
 use room_chat_bench::reference::{ReferenceServer, ReferenceSettings};
 use room_chat_bench::{churn, idle};
 use room_chat_layers::testing::RedisServer;
-use room_chat_layers::LayerRegistry;
 
 async fn service(redis_url: Option<String>) -> RunningServer {
     let mut config = Config {
@@ -24,8 +23,7 @@ async fn service(redis_url: Option<String>) -> RunningServer {
     // Saturation runs measure the delivery path, as the reference server (which has no limit)
     // does: the inbound rate limit would only pace the senders.
     config.session.inbound_rate = 0;
-    let layers =
-        LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits()).unwrap();
+    let layers = config.layer_registry().unwrap();
     RunningServer::start(config, layers).await.unwrap()
 }
 

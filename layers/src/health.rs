@@ -35,10 +35,22 @@ impl LayerHealth {
     }
 }
 
+/// The health of one target of a layer's transport: a Redis host of the ring (named by its URL
+/// without credentials), a Sentinel-managed master, or a partition of a Cluster. `/healthz` and
+/// `/metrics` show these so an operator sees *which* one is down, not only that one is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetHealth {
+    /// The target's name (a URL without credentials, or `partition {N}`).
+    pub target: String,
+    /// Its state.
+    pub health: LayerHealth,
+}
+
 /// Per-host states folded into one published [`LayerHealth`].
 #[derive(Debug)]
 pub(crate) struct HealthBoard {
     layer: &'static str,
+    names: Vec<String>,
     hosts: Mutex<Vec<HostState>>,
     tx: watch::Sender<LayerHealth>,
 }
@@ -56,10 +68,11 @@ enum HostState {
 }
 
 impl HealthBoard {
-    pub(crate) fn new(layer: &'static str, host_count: usize) -> Self {
+    pub(crate) fn new(layer: &'static str, names: Vec<String>) -> Self {
         Self {
             layer,
-            hosts: Mutex::new(vec![HostState::Starting; host_count]),
+            hosts: Mutex::new(vec![HostState::Starting; names.len()]),
+            names,
             tx: watch::Sender::new(LayerHealth::Up),
         }
     }
@@ -68,8 +81,32 @@ impl HealthBoard {
         self.tx.subscribe()
     }
 
+    /// Each target's state (a target not connected yet counts as up, see `Starting`).
+    pub(crate) fn targets(&self) -> Vec<TargetHealth> {
+        let hosts = lock(&self.hosts);
+        self.names
+            .iter()
+            .zip(hosts.iter())
+            .map(|(name, state)| TargetHealth {
+                target: name.clone(),
+                health: match state {
+                    HostState::Starting | HostState::Up => LayerHealth::Up,
+                    HostState::Down { since, reason } => LayerHealth::Down {
+                        since: *since,
+                        reason: reason.clone(),
+                    },
+                },
+            })
+            .collect()
+    }
+
+    fn name(&self, host: usize) -> &str {
+        self.names.get(host).map_or("?", String::as_str)
+    }
+
     /// Marks a host reachable. Logs and counts a recovery if it was down.
-    pub(crate) fn set_up(&self, host: usize, name: &str, counters: &Counters) {
+    pub(crate) fn set_up(&self, host: usize, counters: &Counters) {
+        let name = self.name(host);
         let mut hosts = lock(&self.hosts);
         let Some(slot) = hosts.get_mut(host) else {
             return;
@@ -92,7 +129,8 @@ impl HealthBoard {
 
     /// Marks a host unreachable. Logs and counts an outage on the transition only, so a
     /// reconnect loop that keeps failing does not count one outage per attempt.
-    pub(crate) fn set_down(&self, host: usize, name: &str, reason: &str, counters: &Counters) {
+    pub(crate) fn set_down(&self, host: usize, reason: &str, counters: &Counters) {
+        let name = self.name(host);
         let mut hosts = lock(&self.hosts);
         let Some(slot) = hosts.get_mut(host) else {
             return;

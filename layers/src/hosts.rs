@@ -3,8 +3,15 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
 
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, RedisFuture, Value};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::lifecycle::Lifecycle;
+use crate::sentinel::{FollowingConnection, SentinelMaster};
 use crate::LayerError;
 
 /// How a Redis layer connects, waits and reconnects.
@@ -23,11 +30,13 @@ pub struct ConnectionSettings {
     /// is noticed within two seconds of Redis coming back, while a long outage costs one
     /// connection attempt every two seconds per host.
     pub reconnect_max: Duration,
-    /// How often an otherwise idle long-lived connection (pub/sub subscriber, queue pinger) is
-    /// PINGed (default 500 ms). A killed Redis closes our sockets and is noticed at once; a hung
-    /// one or a silent network partition only shows as an unanswered PING, so this bounds how
-    /// long such an outage goes unreported (interval + `command_timeout`). Cost: two PINGs a
-    /// second per host.
+    /// How often an otherwise idle long-lived connection is checked (default 500 ms): the queue
+    /// layer's pinger sends `PING`; the pub/sub layer publishes a liveness probe through its
+    /// publish path and expects it back on its subscription within `command_timeout`. A killed
+    /// Redis closes our sockets and is noticed at once; a hung one, a silent network partition
+    /// or a publish path that delivers nothing only shows as an unanswered check, so this bounds
+    /// how long such an outage goes unreported (interval + `command_timeout`). Cost: two PINGs
+    /// or two probe `PUBLISH`es a second per host.
     pub keepalive_interval: Duration,
 }
 
@@ -65,14 +74,143 @@ pub fn consistent_hash(name: &str, ring_size: usize) -> usize {
     index.min(ring_size - 1)
 }
 
-/// One Redis server of a layer's ring.
+/// One member of a layer's ring: a Redis server, or a Sentinel-managed master (see
+/// [`crate::sentinel`]).
 pub(crate) struct RedisHost {
-    pub(crate) client: redis::Client,
-    /// The URL without credentials, for logs and errors.
+    endpoint: Endpoint,
+    /// The URL without credentials (or the sentinels and master name), for logs and errors.
     pub(crate) name: String,
-    /// Shared multiplexed connection for ordinary commands; reconnects by itself.
-    pub(crate) commands: ConnectionManager,
+    /// Shared multiplexed connection for ordinary commands; reconnects by itself (to the
+    /// current master, for a Sentinel entry).
+    pub(crate) commands: Commands,
     layer: &'static str,
+}
+
+/// Where a ring member's connections go.
+enum Endpoint {
+    /// One fixed server.
+    Direct(redis::Client),
+    /// Whatever server the sentinels name as master, resolved on every connection.
+    Sentinel(Arc<SentinelMaster>),
+    /// A Redis Cluster (the only member of its ring): every command goes to the node that owns
+    /// its key's slot, so a layer on it must use single-slot commands.
+    Cluster(Arc<redis::cluster::ClusterClient>),
+}
+
+/// The shared command connection of a ring member: redis-rs's `ConnectionManager` for a fixed
+/// server (it reconnects to the same address, which is right there), a
+/// [`FollowingConnection`] for a Sentinel entry (it re-resolves the master).
+#[derive(Clone)]
+pub(crate) enum Commands {
+    Direct(ConnectionManager),
+    Sentinel(FollowingConnection),
+    Cluster(LazyCluster),
+}
+
+/// A cluster connection made on first use and shared by clones (it reconnects to nodes, and
+/// follows `MOVED`, by itself).
+#[derive(Clone)]
+pub(crate) struct LazyCluster {
+    client: Arc<redis::cluster::ClusterClient>,
+    conn: Arc<tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>>,
+}
+
+impl LazyCluster {
+    async fn get(&self) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
+}
+
+impl ConnectionLike for LazyCluster {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move { self.get().await?.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            self.get()
+                .await?
+                .req_packed_commands(pipeline, offset, count)
+                .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+/// A dedicated connection for blocking commands (the queue reader's `BZPOPMIN`).
+pub(crate) enum Dedicated {
+    Direct(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Dedicated {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Dedicated::Direct(c) => c.req_packed_command(cmd),
+            Dedicated::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Dedicated::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Dedicated::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Dedicated::Direct(c) => c.get_db(),
+            Dedicated::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Commands::Direct(c) => c.req_packed_command(cmd),
+            Commands::Sentinel(c) => c.req_packed_command(cmd),
+            Commands::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Commands::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Commands::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            Commands::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Commands::Direct(c) => c.get_db(),
+            Commands::Sentinel(c) => c.get_db(),
+            Commands::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisHost {
@@ -91,6 +229,35 @@ impl RedisHost {
         layer: &'static str,
         settings: &ConnectionSettings,
     ) -> Result<Self, LayerError> {
+        if url.starts_with(crate::cluster::SCHEME) {
+            let seeds = crate::cluster::parse_cluster_url(url)?;
+            let client = redis::cluster::ClusterClientBuilder::new(seeds)
+                .connection_timeout(settings.connect_timeout)
+                .response_timeout(settings.command_timeout)
+                .retries(3)
+                .tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
+                .build()
+                .map_err(|e| LayerError::Config(format!("invalid Cluster URL {url:?}: {e}")))?;
+            let client = Arc::new(client);
+            return Ok(Self {
+                name: url.to_owned(),
+                commands: Commands::Cluster(LazyCluster {
+                    client: client.clone(),
+                    conn: Arc::new(tokio::sync::OnceCell::new()),
+                }),
+                endpoint: Endpoint::Cluster(client),
+                layer,
+            });
+        }
+        if url.starts_with(crate::sentinel::SCHEME) {
+            let master = Arc::new(SentinelMaster::parse(url, settings)?);
+            return Ok(Self {
+                name: master.display_name(),
+                commands: Commands::Sentinel(FollowingConnection::new(master.clone())),
+                endpoint: Endpoint::Sentinel(master),
+                layer,
+            });
+        }
         let invalid = |e: redis::RedisError| {
             LayerError::Config(format!("invalid Redis URL {:?}: {e}", redact(url)))
         };
@@ -109,11 +276,59 @@ impl RedisHost {
         let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| LayerError::Config(format!("cannot prepare Redis connection: {e}")))?;
         Ok(Self {
-            client,
+            endpoint: Endpoint::Direct(client),
             name: redact(url),
-            commands,
+            commands: Commands::Direct(commands),
             layer,
         })
+    }
+
+    /// A client for the server to connect to now: the fixed one, or the master the sentinels
+    /// name, confirmed with `ROLE` (resolved again on every call, i.e. on every reconnection).
+    pub(crate) async fn client(&self) -> Result<redis::Client, LayerError> {
+        match &self.endpoint {
+            Endpoint::Direct(client) => Ok(client.clone()),
+            Endpoint::Sentinel(master) => master.resolve().await.map_err(|e| self.unavailable(e)),
+            Endpoint::Cluster(_) => Err(LayerError::Config(
+                "this layer does not run on Redis Cluster".into(),
+            )),
+        }
+    }
+
+    /// Whether this member is a Redis Cluster (commands must then stay within one slot).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Cluster(_))
+    }
+
+    /// For a Sentinel entry, a receiver notified whenever the master moves; take it *before*
+    /// resolving, so a switch during the connection is not missed.
+    pub(crate) fn changes(&self) -> Option<watch::Receiver<u64>> {
+        match &self.endpoint {
+            Endpoint::Direct(_) | Endpoint::Cluster(_) => None,
+            Endpoint::Sentinel(master) => Some(master.changes()),
+        }
+    }
+
+    /// The background task that follows `+switch-master` for a Sentinel entry (the layer
+    /// spawns it on its task tracker); `None` for a fixed server.
+    pub(crate) fn watcher(
+        &self,
+        shutdown: CancellationToken,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        match &self.endpoint {
+            Endpoint::Direct(_) | Endpoint::Cluster(_) => None,
+            Endpoint::Sentinel(master) => Some(master.clone().watch(shutdown)),
+        }
+    }
+
+    /// Waits `delay` before a reconnection attempt; returns early when the master moves (the
+    /// new one is worth trying at once). `true` if the layer is shutting down.
+    pub(crate) async fn pause(&self, lifecycle: &Lifecycle, delay: Duration) -> bool {
+        let mut changes = self.changes();
+        tokio::select! {
+            stop = lifecycle.sleep_or_shutdown(delay) => stop,
+            () = moved(&mut changes) => false,
+        }
     }
 
     /// Turns a Redis error into the layer's error, naming this host.
@@ -130,14 +345,41 @@ impl RedisHost {
         &self,
         settings: &ConnectionSettings,
         response_timeout: Option<Duration>,
-    ) -> Result<redis::aio::MultiplexedConnection, LayerError> {
+    ) -> Result<Dedicated, LayerError> {
+        if let Endpoint::Cluster(client) = &self.endpoint {
+            let mut config = redis::cluster::ClusterConfig::new()
+                .set_connection_timeout(settings.connect_timeout);
+            if let Some(limit) = response_timeout {
+                config = config.set_response_timeout(limit);
+            }
+            return client
+                .get_async_connection_with_config(config)
+                .await
+                .map(Dedicated::Cluster)
+                .map_err(|e| self.unavailable(e));
+        }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.connect_timeout))
             .set_response_timeout(response_timeout);
-        self.client
+        self.client()
+            .await?
             .get_multiplexed_async_connection_with_config(&config)
             .await
+            .map(Dedicated::Direct)
             .map_err(|e| self.unavailable(e))
+    }
+}
+
+/// Resolves when a Sentinel master moves (see [`RedisHost::changes`]); never for a fixed
+/// server.
+pub(crate) async fn moved(changes: &mut Option<watch::Receiver<u64>>) {
+    match changes {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

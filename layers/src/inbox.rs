@@ -9,7 +9,7 @@
 //! **Drop policy.** Delivery into a local queue never waits: a Redis reader or a fan-out loop
 //! must not stall every other receiver because one consumer is slow. When a queue is full the
 //! *newest* message is dropped, counted as [`DropReason::SlowConsumer`] and logged
-//! (rate-limited). Newest-first keeps the queue a plain `mpsc` (dropping the oldest needs a lock
+//! (rate-limited); the fan-out itself lives in the layers' shared local core (`local.rs`). Newest-first keeps the queue a plain `mpsc` (dropping the oldest needs a lock
 //! around a deque on the hot path) and keeps what the consumer receives a gap-free prefix of what
 //! was sent, which is easier to reason about than holes in the middle.
 
@@ -42,8 +42,9 @@ pub(crate) trait ChannelOwner: Send + Sync {
 ///
 /// **Drop policy.** Messages wait in a bounded queue (the memory layer's `capacity`, the Redis
 /// layers' `local_queue_bound`). Delivery never waits for a slow consumer: when the queue is
-/// full the newest message is dropped, counted as [`DropReason::SlowConsumer`] (or refused with
-/// `ChannelFull` by the memory layer's `send`) and logged, rate-limited. What a slow consumer
+/// full the newest message is dropped, counted as [`DropReason::SlowConsumer`] when it came from
+/// a fan-out or from Redis, or refused with `ChannelFull` (and counted so) when a direct `send`
+/// of the in-memory layer finds it full, and logged, rate-limited. What a slow consumer
 /// receives is therefore a gap-free prefix of what was sent, followed by newer messages once it
 /// catches up.
 pub struct Inbox {
@@ -151,38 +152,5 @@ impl Drop for Inbox {
         if let Some(owner) = self.owner.upgrade() {
             owner.release(&self.name);
         }
-    }
-}
-
-/// Result of pushing into a local queue without waiting.
-pub(crate) enum Push {
-    Queued,
-    Full,
-    Gone,
-}
-
-/// Pushes without waiting (see the module's drop policy). The caller counts `Full`/`Gone`.
-/// Pushes a fan-out loop makes between cooperative yields.
-///
-/// Pushing is a non-blocking `try_send`, so a loop over a huge group never waits; it still must
-/// not monopolise a worker thread. Yielding after *every* push, though, lets each woken receiver
-/// run (and write its socket) before the next push, so every delivery leaves in its own write
-/// call: measured at ~1 delivery per write and ~23 µs of CPU per delivery in a 1,000-member
-/// room. Yielding every 1,024 pushes lets receivers batch their writes and still bounds the time
-/// one fan-out holds the thread to well under a millisecond.
-pub(crate) const FAN_OUT_YIELD_EVERY: usize = 1024;
-
-/// Yields to the scheduler every [`FAN_OUT_YIELD_EVERY`] pushes of a fan-out loop.
-pub(crate) async fn fan_out_yield(pushed: usize) {
-    if pushed % FAN_OUT_YIELD_EVERY == FAN_OUT_YIELD_EVERY - 1 {
-        tokio::task::consume_budget().await;
-    }
-}
-
-pub(crate) fn push(tx: &mpsc::Sender<Envelope>, envelope: Envelope) -> Push {
-    match tx.try_send(envelope) {
-        Ok(()) => Push::Queued,
-        Err(mpsc::error::TrySendError::Full(_)) => Push::Full,
-        Err(mpsc::error::TrySendError::Closed(_)) => Push::Gone,
     }
 }

@@ -6,15 +6,34 @@
 //! group. It is the Rust counterpart of Python `fast-channels`' layers, and the two Redis layers
 //! speak the Python layers' wire formats, so Rust and Python processes can share one Redis.
 //!
-//! There is one seam, the [`ChannelLayer`] trait, and one implementation per backend:
+//! Every layer is one shared local core (this process's channels, groups and memberships, the
+//! fan-out into bounded queues with one drop policy, counters, health and lifecycle) under a
+//! remote transport; there is one seam, the [`ChannelLayer`] trait, and one implementation per
+//! backend:
 //! - [`memory::MemoryLayer`]: a single process, no Redis;
 //! - [`pubsub::RedisPubSubLayer`]: Redis pub/sub, fire-and-forget, lowest latency;
 //! - [`queue::RedisQueueLayer`]: Redis sorted sets, messages wait for their receiver (up to
-//!   `expiry`), per-channel `capacity`.
+//!   `expiry`), per-channel `capacity`;
+//! - [`cluster::RedisClusterPubSubLayer`]: pub/sub on Redis Cluster (sharded pub/sub).
 //!
 //! The service picks layers by alias from a [`LayerRegistry`]
 //! ([`LayerRegistry::standard`] registers the five aliases of the tutorial;
-//! [`LayerRegistry::standard_with`] does so with configured [`LayerLimits`]).
+//! [`LayerRegistry::standard_with`] does so with configured [`LayerLimits`];
+//! [`LayerRegistry::standard_for`] builds and starts only the aliases an application names).
+//!
+//! **Topologies.** A Redis layer's `hosts` are ring members: `redis://host:port[/db]` (a Redis or
+//! Valkey server) or `redis+sentinel://h1:26379?sentinel_master_name=NAME&addr=h2:26379` (the
+//! master a group of sentinels watches: resolved and checked with `ROLE` on every connection,
+//! `+switch-master` followed at once; see the `sentinel` module's docs). Names are spread over
+//! the members by the Python layers' hash, so a Python process with the same `hosts` list
+//! shares groups with ours. On Redis Cluster (`redis+cluster://seed:7000?addr=…`, ours alone:
+//! the Python layers do not support it) the pub/sub layer is [`cluster::RedisClusterPubSubLayer`],
+//! sharded pub/sub over hash-tagged partitions; the queue layer runs there with single-slot
+//! commands only.
+//!
+//! **Health is end to end**: the pub/sub layer reports a member Up only while a liveness probe
+//! published through its normal publish path comes back on its own subscription, and refuses
+//! sends through a member that is Down; [`ChannelLayer::targets`] says which member is down.
 //!
 //! Every layer is held to the same behaviour by one conformance suite (`tests/conformance.rs`),
 //! and reports what it could not deliver ([`LayerStats`]) and whether its backend is reachable
@@ -38,26 +57,29 @@
 //! ```
 
 pub use error::LayerError;
-pub use health::LayerHealth;
+pub use health::{LayerHealth, TargetHealth};
 pub use inbox::Inbox;
 pub use message::Message;
 pub use names::{
     safe_group_name, validate_channel_name, validate_group_name, Group, MAX_NAME_LENGTH,
 };
-pub use registry::{LayerLimits, LayerRegistry};
+pub use registry::{LayerLimits, LayerRegistry, STANDARD_ALIASES};
 pub use stats::{DropReason, LayerStats};
 
+pub mod cluster;
 mod error;
 mod health;
 pub mod hosts;
 mod inbox;
 mod lifecycle;
+mod local;
 pub mod memory;
 mod message;
 mod names;
 pub mod pubsub;
 pub mod queue;
 mod registry;
+pub(crate) mod sentinel;
 mod stats;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -108,8 +130,16 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Inboxes report [`LayerError::Closed`]; later operations fail with it.
     async fn close(&self) -> Result<(), LayerError>;
 
-    /// Live health for `/healthz` (the in-memory layer is always up).
+    /// Live health for `/healthz` (the in-memory layer is always up): Down while any target
+    /// of the transport is down.
     fn health(&self) -> tokio::sync::watch::Receiver<LayerHealth>;
+
+    /// The health of each target of the transport (each Redis host of the ring, Sentinel
+    /// master or Cluster partition), so `/healthz` and `/metrics` can say *which* one is down.
+    /// Empty for the in-memory layer, which has no remote target.
+    fn targets(&self) -> Vec<TargetHealth> {
+        Vec::new()
+    }
 
     /// Counters for `/metrics`.
     fn stats(&self) -> LayerStats;

@@ -40,7 +40,13 @@
 //! **Outages.** Pub/sub has no memory: what is published while we are disconnected is gone. The
 //! Python layer loses those messages without telling anyone. Here the subscriber task notices
 //! the closed socket at once, marks the layer Down (health, log, `outages` counter), reconnects
-//! with backoff, resubscribes every wanted group and channel, and only then marks it Up again.
+//! with backoff, resubscribes every wanted group and channel, and marks it Up again only once an
+//! end-to-end **liveness probe** has passed: a message published through the normal publish path
+//! to a probe channel of this layer, received back on the subscription within `command_timeout`.
+//! The probe repeats every `keepalive_interval`; one that does not come back marks the host Down
+//! and reconnects, so an open socket that delivers nothing (a stuck publish path, a dropped
+//! subscription) is an outage like a closed one. Health is never Up while a wanted subscription
+//! is missing, and sends are refused while it is Down.
 //!
 //! **Subscription consistency.** `group_add`, `group_discard`, inbox drops and the reconnecting
 //! subscriber all change subscriptions concurrently. Rather than sending the `SUBSCRIBE` or
@@ -51,7 +57,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -59,13 +65,12 @@ use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
-use crate::health::HealthBoard;
-use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
-use crate::inbox::{push, ChannelOwner, Envelope, Push};
-use crate::lifecycle::Lifecycle;
-use crate::message::lock;
+use crate::health::TargetHealth;
+use crate::hosts::{consistent_hash, moved, Backoff, ConnectionSettings, RedisHost};
+use crate::inbox::ChannelOwner;
+use crate::local::LocalCore;
 use crate::names::{random_hex32, validate_channel_name};
-use crate::stats::{Counters, DropReason};
+use crate::stats::DropReason;
 use crate::{ChannelLayer, Group, Inbox, LayerError, LayerHealth, LayerStats, Message};
 
 const KIND: &str = "redis_pubsub";
@@ -135,10 +140,9 @@ struct Shared {
     /// `"{prefix}__group__"`: tells group channels from direct ones.
     group_prefix: String,
     hosts: Vec<SubscriberHost>,
-    local: Mutex<Local>,
-    counters: Arc<Counters>,
-    health: HealthBoard,
-    lifecycle: Lifecycle,
+    /// This process's channels, groups and memberships, the fan-out, counters, health and
+    /// lifecycle: everything but the Redis transport.
+    core: LocalCore,
 }
 
 #[derive(Debug)]
@@ -149,12 +153,19 @@ struct SubscriberHost {
     /// What is subscribed on the live connection. The async mutex doubles as the per-host
     /// subscription lock: whoever holds it is the only one talking SUBSCRIBE/UNSUBSCRIBE.
     subscribed: tokio::sync::Mutex<HashSet<String>>,
-    /// Whether the subscriber connection is up with every wanted subscription in place. While
-    /// it is not, publishing through this host is refused at once: what we published could not
-    /// reach our own members, and the sender should hear so rather than lose it silently.
-    listening: AtomicBool,
+    /// Whether the subscriber connection is up with every wanted subscription in place *and* the
+    /// latest liveness probe came back on it (see [`run_subscriber`]). While it is not,
+    /// publishing through this host is refused at once: what we published could not reach our
+    /// own members, and the sender should hear so rather than lose it silently. A `watch` so a
+    /// layer just built can wait for its first connection.
+    listening: watch::Sender<bool>,
     /// Whether `listening` was ever true: tells a first connection from a reconnection.
     was_up: AtomicBool,
+    /// The Redis channel of this host's liveness probe: `"{prefix}__probe__.{32 hex}"`, unique to
+    /// this layer instance and chosen so that it hashes to this host of the ring (so it travels
+    /// exactly the path a message to this host travels). Python processes sharing the Redis
+    /// never subscribe to it.
+    probe_channel: String,
     /// The queue of the host's publisher task (see [`PubSubSettings::publish_queue`]).
     publisher: mpsc::Sender<Publish>,
 }
@@ -166,35 +177,28 @@ struct Publish {
     channel: String,
     /// The msgpack-encoded message.
     payload: Bytes,
-    /// A broadcast (to a group channel) or a direct message, which decides what a reply of
-    /// "no subscriber" means.
-    broadcast: bool,
+    /// What the message is, which decides what a reply of "no subscriber" means.
+    kind: PublishKind,
     /// When the sender handed it over: a message that waited longer than the command timeout
     /// (Redis hung, the queue behind a stalled pipeline) is dropped as expired instead of being
     /// published late, so no chat line arrives seconds later as if it were live.
     queued_at: tokio::time::Instant,
 }
 
+/// What a queued `PUBLISH` carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PublishKind {
+    /// A direct message to one channel.
+    Direct,
+    /// A broadcast to a group channel.
+    Broadcast,
+    /// A liveness probe, expected back on our own subscription.
+    Probe,
+}
+
 /// PUBLISH commands written in one pipeline, at most: enough to amortise a round trip over a
 /// burst, few enough that a pipeline's reply (one integer per command) stays small.
 const PUBLISH_BATCH: usize = 512;
-
-/// The process-local routing table.
-#[derive(Debug, Default)]
-struct Local {
-    /// Local channel -> its queue.
-    channels: HashMap<Arc<str>, mpsc::Sender<Envelope>>,
-    /// Redis group channel (`{prefix}__group__{group}`) -> local members.
-    groups: HashMap<String, HashSet<Arc<str>>>,
-    /// Local channel -> Redis group channels it joined (to leave them on drop).
-    memberships: HashMap<Arc<str>, HashSet<String>>,
-}
-
-impl Local {
-    fn wants(&self, name: &str) -> bool {
-        self.channels.contains_key(name) || self.groups.contains_key(name)
-    }
-}
 
 impl RedisPubSubLayer {
     /// Builds the layer and starts one subscriber task per host. Connections are made in the
@@ -210,42 +214,60 @@ impl RedisPubSubLayer {
             LayerError::Config("channel layers must be created inside a Tokio runtime".into())
         })?;
         let mut publish_queues = Vec::with_capacity(settings.hosts.len());
+        if let Some(cluster) = settings
+            .hosts
+            .iter()
+            .find(|h| h.starts_with(crate::cluster::SCHEME))
+        {
+            return Err(LayerError::Config(format!(
+                "{cluster:?} is a Redis Cluster: use cluster::RedisClusterPubSubLayer (sharded pub/sub) there"
+            )));
+        }
+        let ring = settings.hosts.len();
         let hosts = settings
             .hosts
             .iter()
-            .map(|url| {
+            .enumerate()
+            .map(|(index, url)| {
                 let (publisher, queue) = mpsc::channel(settings.publish_queue.max(1));
                 publish_queues.push(queue);
                 Ok(SubscriberHost {
                     redis: RedisHost::new(url, KIND, &settings.connection)?,
                     sink: watch::Sender::new(None),
                     subscribed: tokio::sync::Mutex::new(HashSet::new()),
-                    listening: AtomicBool::new(false),
+                    listening: watch::Sender::new(false),
                     was_up: AtomicBool::new(false),
+                    probe_channel: probe_channel(&settings.prefix, index, ring),
                     publisher,
                 })
             })
             .collect::<Result<Vec<_>, LayerError>>()?;
+        let targets = hosts.iter().map(|h| h.redis.name.clone()).collect();
         let shared = Arc::new(Shared {
             group_prefix: format!("{}__group__", settings.prefix),
-            health: HealthBoard::new(KIND, hosts.len()),
+            core: LocalCore::new(KIND, targets, settings.local_queue_bound, None),
             hosts,
             settings,
-            local: Mutex::new(Local::default()),
-            counters: Arc::new(Counters::default()),
-            lifecycle: Lifecycle::default(),
         });
+        for host in &shared.hosts {
+            if let Some(watcher) = host.redis.watcher(shared.core.lifecycle.shutdown.clone()) {
+                shared.core.lifecycle.tasks.spawn(watcher);
+            }
+        }
         for (index, publish_queue) in publish_queues.into_iter().enumerate() {
             shared
+                .core
                 .lifecycle
                 .tasks
                 .spawn(run_publisher(shared.clone(), index, publish_queue));
             let (dispatch, queue) = mpsc::channel(shared.settings.dispatch_queue.max(1));
             shared
+                .core
                 .lifecycle
                 .tasks
                 .spawn(run_subscriber(shared.clone(), index, dispatch));
             shared
+                .core
                 .lifecycle
                 .tasks
                 .spawn(run_dispatcher(shared.clone(), queue));
@@ -261,7 +283,7 @@ impl RedisPubSubLayer {
     /// Background tasks still running (a subscriber, a dispatcher and a publisher per host, plus clean-ups in
     /// flight; 0 after `close`).
     pub fn background_tasks(&self) -> usize {
-        self.shared.lifecycle.tasks.len()
+        self.shared.core.lifecycle.tasks.len()
     }
 
     /// Hands a message to the publisher task of its host, without waiting for Redis (see
@@ -272,23 +294,25 @@ impl RedisPubSubLayer {
         &self,
         channel: String,
         message: &Message,
-        broadcast: bool,
+        kind: PublishKind,
     ) -> Result<(), LayerError> {
         let host = &self.shared.hosts[self.shared.host_of(&channel)];
-        if !host.listening.load(Ordering::Acquire) {
+        if !*host.listening.borrow() {
             // A layer just built is still making its first connection: wait for it as
             // `new_channel` does. One that was up and lost it refuses at once instead, so that
             // during an outage senders hear so immediately rather than one timeout later.
             let first_connection = !host.was_up.load(Ordering::Acquire);
-            let connected = first_connection && self.shared.wait_for_subscriber(host).await;
-            if !connected || !host.listening.load(Ordering::Acquire) {
-                return Err(host.redis.unavailable("not subscribed (reconnecting)"));
+            let connected = first_connection && self.shared.wait_for_listening(host).await;
+            if !connected {
+                return Err(host
+                    .redis
+                    .unavailable("not subscribed, or the liveness probe has not passed"));
             }
         }
         let publish = Publish {
             channel,
             payload: message.to_msgpack()?,
-            broadcast,
+            kind,
             queued_at: tokio::time::Instant::now(),
         };
         let limit = self.shared.settings.connection.command_timeout;
@@ -317,10 +341,7 @@ impl Shared {
     async fn reconcile(&self, index: usize, names: &[String]) -> Result<(), LayerError> {
         let host = &self.hosts[index];
         let settings = &self.settings.connection;
-        let wants_any = {
-            let local = lock(&self.local);
-            names.iter().any(|n| local.wants(n))
-        };
+        let wants_any = names.iter().any(|n| self.wants(n));
         if wants_any && host.sink.borrow().is_none() && !self.wait_for_subscriber(host).await {
             return Err(host.redis.unavailable("not connected"));
         }
@@ -328,20 +349,11 @@ impl Shared {
         // Read the sink and the wishes only now, under the subscription lock: the subscriber
         // task cannot swap connections underneath us, and the wishes are the latest.
         let sink = host.sink.borrow().clone();
-        let (subscribe, unsubscribe): (Vec<String>, Vec<String>) = {
-            let local = lock(&self.local);
-            let subscribe = names
-                .iter()
-                .filter(|n| local.wants(n) && !subscribed.contains(*n))
-                .cloned()
-                .collect();
-            let unsubscribe = names
-                .iter()
-                .filter(|n| !local.wants(n) && subscribed.contains(*n))
-                .cloned()
-                .collect();
-            (subscribe, unsubscribe)
-        };
+        let (subscribe, unsubscribe): (Vec<String>, Vec<String>) = names
+            .iter()
+            .filter(|n| self.wants(n) != subscribed.contains(*n))
+            .cloned()
+            .partition(|n| self.wants(n));
         let Some(mut sink) = sink else {
             return if subscribe.is_empty() {
                 Ok(())
@@ -378,7 +390,18 @@ impl Shared {
         let limit = self.settings.connection.connect_timeout;
         tokio::select! {
             r = timeout(limit, connected.wait_for(Option::is_some)) => matches!(r, Ok(Ok(_))),
-            () = self.lifecycle.shutdown.cancelled() => false,
+            () = self.core.lifecycle.shutdown.cancelled() => false,
+        }
+    }
+
+    /// Waits up to `connect_timeout` (or until shutdown) until `host` is listening (subscribed,
+    /// probe passed); `true` once it is.
+    async fn wait_for_listening(&self, host: &SubscriberHost) -> bool {
+        let mut listening = host.listening.subscribe();
+        let limit = self.settings.connection.connect_timeout;
+        tokio::select! {
+            r = timeout(limit, listening.wait_for(|up| *up)) => matches!(r, Ok(Ok(_))),
+            () = self.core.lifecycle.shutdown.cancelled() => false,
         }
     }
 
@@ -406,25 +429,40 @@ impl Shared {
         if receivers > 0 {
             return;
         }
-        if !publish.broadcast {
-            self.counters
-                .dropped(KIND, DropReason::NoSuchChannel, &publish.channel, 1);
-        } else if lock(&self.local).groups.contains_key(&publish.channel) {
-            self.counters
-                .dropped(KIND, DropReason::Unheard, &publish.channel, 1);
+        if publish.kind == PublishKind::Direct {
+            self.core
+                .dropped(DropReason::NoSuchChannel, &publish.channel, 1);
+        } else if publish.kind == PublishKind::Broadcast
+            && self
+                .group_of(&publish.channel)
+                .is_some_and(|g| self.core.has_members(g))
+        {
+            self.core.dropped(DropReason::Unheard, &publish.channel, 1);
+        }
+    }
+
+    /// The group a Redis channel carries, if it is a group channel.
+    fn group_of<'a>(&self, redis_channel: &'a str) -> Option<&'a str> {
+        redis_channel.strip_prefix(&self.group_prefix)
+    }
+
+    /// Whether this process wants to hear a Redis channel: a local channel, or a group with
+    /// local members.
+    fn wants(&self, redis_channel: &str) -> bool {
+        match self.group_of(redis_channel) {
+            Some(group) => self.core.has_members(group),
+            None => self.core.is_local(redis_channel),
         }
     }
 
     /// Every name host `index` should be subscribed to.
     fn wanted_on(&self, index: usize) -> Vec<String> {
-        let local = lock(&self.local);
-        local
-            .channels
-            .keys()
-            .map(|name| &**name)
-            .chain(local.groups.keys().map(String::as_str))
+        let (channels, groups) = self.core.wanted();
+        channels
+            .iter()
+            .map(|name| name.to_string())
+            .chain(groups.iter().map(|group| self.group_channel(group)))
             .filter(|name| self.host_of(name) == index)
-            .map(str::to_owned)
             .collect()
     }
 
@@ -433,12 +471,10 @@ impl Shared {
     fn enqueue(&self, dispatch: &mpsc::Sender<redis::Msg>, msg: redis::Msg) {
         match dispatch.try_send(msg) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(msg)) => self.counters.dropped(
-                KIND,
-                DropReason::DispatchOverflow,
-                msg.get_channel_name(),
-                1,
-            ),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.core
+                    .dropped(DropReason::DispatchOverflow, msg.get_channel_name(), 1);
+            }
             // The dispatcher only stops at shutdown; nothing is delivered any more anyway.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
@@ -451,82 +487,42 @@ impl Shared {
             Ok(message) => message,
             Err(e) => {
                 tracing::warn!(layer = KIND, channel = name, error = %e, "undecodable message from Redis");
-                self.counters
-                    .dropped(KIND, DropReason::Undecodable, name, 1);
+                self.core.dropped(DropReason::Undecodable, name, 1);
                 return;
             }
         };
-        // Snapshot the targets, then deliver without the lock (no lock across an await). A
-        // snapshot entry is two reference-count increments, no allocation per member.
-        let targets: Vec<(Arc<str>, mpsc::Sender<Envelope>)> = {
-            let local = lock(&self.local);
-            if let Some((channel, tx)) = local.channels.get_key_value(name) {
-                vec![(channel.clone(), tx.clone())]
-            } else if let Some(members) = local.groups.get(name) {
-                members
-                    .iter()
-                    .filter_map(|m| local.channels.get(m).map(|tx| (m.clone(), tx.clone())))
-                    .collect()
-            } else {
-                // Published just before we unsubscribed: nobody here wants it any more. For a
-                // group that is normal (its last local member left); a direct message, though,
-                // had exactly one receiver, and it is gone.
-                if !name.starts_with(&self.group_prefix) {
-                    self.counters
-                        .dropped(KIND, DropReason::NoSuchChannel, name, 1);
-                }
-                Vec::new()
+        // The core fans out (one shared message, a full member is a slow consumer). A message
+        // for a channel or group nobody here wants any more was published just before we
+        // unsubscribed: for a group that is normal (its last local member left); a direct
+        // message, though, had exactly one receiver, and it is gone (the core counts it).
+        match self.group_of(name) {
+            Some(group) => {
+                self.core.deliver_to_group(group, &message, None).await;
             }
-        };
-        for (pushed, (channel, tx)) in targets.into_iter().enumerate() {
-            let envelope = Envelope {
-                message: message.clone(),
-                expires_at: None,
-            };
-            match push(&tx, envelope) {
-                Push::Queued => {}
-                Push::Full => self
-                    .counters
-                    .dropped(KIND, DropReason::SlowConsumer, &channel, 1),
-                Push::Gone => self
-                    .counters
-                    .dropped(KIND, DropReason::NoSuchChannel, &channel, 1),
-            }
-            crate::inbox::fan_out_yield(pushed).await;
+            None => self.core.deliver(name, message, None),
         }
     }
 
-    /// Forgets a channel and returns the names whose subscription may have to go.
+    /// Forgets a channel and returns the Redis names whose subscription may have to go.
     fn forget(&self, channel: &str) -> Vec<String> {
-        let mut local = lock(&self.local);
-        let mut names = Vec::new();
-        if local.channels.remove(channel).is_some() {
-            names.push(channel.to_owned());
-        }
-        if let Some(groups) = local.memberships.remove(channel) {
-            for group in groups {
-                if let Some(members) = local.groups.get_mut(&group) {
-                    members.remove(channel);
-                    if members.is_empty() {
-                        local.groups.remove(&group);
-                    }
-                }
-                names.push(group);
-            }
-        }
-        names
+        let Some(groups) = self.core.forget(channel) else {
+            return Vec::new();
+        };
+        std::iter::once(channel.to_owned())
+            .chain(groups.iter().map(|group| self.group_channel(group)))
+            .collect()
     }
 }
 
 impl ChannelOwner for Shared {
     fn release(self: Arc<Self>, channel: &str) {
         let names = self.forget(channel);
-        if names.is_empty() || self.lifecycle.shutdown.is_cancelled() {
+        if names.is_empty() || self.core.lifecycle.shutdown.is_cancelled() {
             return;
         }
         // `Drop` cannot await: unsubscribe in a tracked task, so `close` waits for it.
         let this = self.clone();
-        self.lifecycle.tasks.spawn(async move {
+        self.core.lifecycle.tasks.spawn(async move {
             if let Err(e) = this.reconcile_all(names).await {
                 tracing::debug!(error = %e, "unsubscribe after inbox drop failed; the reconnect will not resubscribe it");
             }
@@ -534,27 +530,50 @@ impl ChannelOwner for Shared {
     }
 }
 
-/// Owns host `index`'s subscriber connection: connects, resubscribes, reads, reconnects. It
-/// never waits on fan-out: each message is pushed into `dispatch` without waiting (see the
-/// module docs), so the Redis stream is always drained promptly.
+/// Owns host `index`'s subscriber connection: connects, resubscribes, reads, probes,
+/// reconnects. It never waits on fan-out: each message is pushed into `dispatch` without waiting
+/// (see the module docs), so the Redis stream is always drained promptly.
+///
+/// **Liveness probe.** A connection that is open and answers `PING` can still deliver nothing:
+/// a subscription the server dropped, a publish path that is stuck (`CLIENT PAUSE WRITE`, a
+/// wedged command connection), a proxy or failover that moved one side. So health is not
+/// "the socket is open" but "a message published through the normal publish path came back on
+/// our subscription": every `keepalive_interval` this task queues a probe on the host's
+/// publisher (the same queue, pipeline and command connection as every `PUBLISH`) to the
+/// host's probe channel, and expects it on the subscriber stream within `command_timeout`.
+/// After a (re)connection the host counts as listening (sends accepted, health Up) only once
+/// every wanted subscription is in place *and* the first probe has come back; a probe that does
+/// not come back marks the host Down (health, log, `outages`), stops sends through it, and
+/// drops the connection to resubscribe from scratch. One probe is in flight at a time and each
+/// carries a sequence number, so a late echo of an earlier probe never passes for a fresh one.
 async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sender<redis::Msg>) {
     let host = &shared.hosts[index];
     let settings = shared.settings.connection.clone();
     let mut backoff = Backoff::new(&settings);
+    let mut probe_seq: u64 = 0;
     loop {
+        // Taken before resolving, so that a Sentinel switch during the connection is not missed.
+        let mut changes = host.redis.changes();
+        let connect = async {
+            let client = host.redis.client().await?;
+            client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| host.redis.unavailable(e))
+        };
+        // Resolving a Sentinel master costs up to two connections before ours.
+        let limit = settings.connect_timeout + settings.command_timeout;
         let attempt = tokio::select! {
-            () = shared.lifecycle.shutdown.cancelled() => return,
-            r = timeout(settings.connect_timeout, host.redis.client.get_async_pubsub()) => r,
+            () = shared.core.lifecycle.shutdown.cancelled() => return,
+            r = timeout(limit, connect) => r,
         };
         let pubsub = match attempt {
             Ok(Ok(pubsub)) => pubsub,
             Ok(Err(e)) => {
-                shared
-                    .health
-                    .set_down(index, &host.redis.name, &e.to_string(), &shared.counters);
-                if shared
-                    .lifecycle
-                    .sleep_or_shutdown(backoff.next_delay())
+                shared.core.set_down(index, &e.to_string());
+                if host
+                    .redis
+                    .pause(&shared.core.lifecycle, backoff.next_delay())
                     .await
                 {
                     return;
@@ -562,15 +581,10 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                 continue;
             }
             Err(_) => {
-                shared.health.set_down(
-                    index,
-                    &host.redis.name,
-                    "connect timed out",
-                    &shared.counters,
-                );
-                if shared
-                    .lifecycle
-                    .sleep_or_shutdown(backoff.next_delay())
+                shared.core.set_down(index, "connect timed out");
+                if host
+                    .redis
+                    .pause(&shared.core.lifecycle, backoff.next_delay())
                     .await
                 {
                     return;
@@ -579,107 +593,156 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        // Resubscribe everything wanted, holding the subscription lock so that no
-        // group_add/discard interleaves, then publish the new sink.
+        // Resubscribe everything wanted (and the probe channel), holding the subscription lock
+        // so that no group_add/discard interleaves, then publish the new sink.
         let resubscribed = {
             let mut subscribed = host.subscribed.lock().await;
             subscribed.clear();
             let wanted = shared.wanted_on(index);
-            let mut ok = true;
+            let mut failure = None;
+            match timeout(
+                settings.command_timeout,
+                sink.subscribe(&host.probe_channel),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(e.to_string()),
+                Err(_) => failure = Some("SUBSCRIBE timed out".to_owned()),
+            }
             for chunk in wanted.chunks(1024) {
+                if failure.is_some() {
+                    break;
+                }
                 match timeout(settings.command_timeout, sink.subscribe(chunk)).await {
                     Ok(Ok(())) => subscribed.extend(chunk.iter().cloned()),
-                    Ok(Err(e)) => {
-                        shared.health.set_down(
-                            index,
-                            &host.redis.name,
-                            &e.to_string(),
-                            &shared.counters,
-                        );
-                        ok = false;
-                        break;
-                    }
-                    Err(_) => {
-                        shared.health.set_down(
-                            index,
-                            &host.redis.name,
-                            "SUBSCRIBE timed out",
-                            &shared.counters,
-                        );
-                        ok = false;
-                        break;
-                    }
+                    Ok(Err(e)) => failure = Some(e.to_string()),
+                    Err(_) => failure = Some("SUBSCRIBE timed out".to_owned()),
                 }
             }
-            if ok {
-                // `listening` first: whoever wakes up on the new sink must find it set.
-                host.listening.store(true, Ordering::Release);
-                host.was_up.store(true, Ordering::Release);
-                host.sink.send_replace(Some(sink.clone()));
-                tracing::debug!(
-                    layer = KIND,
-                    host = host.redis.name,
-                    subscriptions = subscribed.len(),
-                    "subscriber connected"
-                );
+            match failure {
+                None => {
+                    host.sink.send_replace(Some(sink.clone()));
+                    tracing::debug!(
+                        layer = KIND,
+                        host = host.redis.name,
+                        subscriptions = subscribed.len(),
+                        "subscriber connected; waiting for the liveness probe"
+                    );
+                    true
+                }
+                Some(reason) => {
+                    shared.core.set_down(index, &reason);
+                    false
+                }
             }
-            ok
         };
         if !resubscribed {
-            if shared
-                .lifecycle
-                .sleep_or_shutdown(backoff.next_delay())
+            if host
+                .redis
+                .pause(&shared.core.lifecycle, backoff.next_delay())
                 .await
             {
                 return;
             }
             continue;
         }
-        shared
-            .health
-            .set_up(index, &host.redis.name, &shared.counters);
-        backoff.reset();
-        // A killed Redis closes the socket and ends the stream at once; a hung one or a silent
-        // partition does not, so the connection is also PINGed while idle. At most one PING is
-        // in flight; it runs inside this loop (not awaited in turn) so dispatch never waits.
-        let mut keepalive = tokio::time::interval(settings.keepalive_interval);
-        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ping: Option<PingFuture> = None;
+        // The first probe goes out at once; later ones every `keepalive_interval`.
+        let mut probes = tokio::time::interval(settings.keepalive_interval);
+        probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The probe in flight: its sequence number and when it is overdue.
+        let mut in_flight: Option<(u64, tokio::time::Instant)> = None;
         let reason = loop {
+            let overdue = in_flight.map(|(_, deadline)| deadline);
             tokio::select! {
                 biased;
-                () = shared.lifecycle.shutdown.cancelled() => {
-                    host.listening.store(false, Ordering::Release);
+                () = shared.core.lifecycle.shutdown.cancelled() => {
+                    host.listening.send_replace(false);
                     host.sink.send_replace(None);
                     return;
                 }
                 msg = stream.next() => match msg {
-                    Some(msg) => shared.enqueue(&dispatch, msg),
-                    None => break "connection lost",
-                },
-                answered = wait_ping(&mut ping) => {
-                    ping = None;
-                    if !answered {
-                        break "PING unanswered";
+                    Some(msg) if msg.get_channel_name() == host.probe_channel => {
+                        let echoed = probe_seq_of(msg.get_payload_bytes());
+                        if in_flight.is_some_and(|(seq, _)| Some(seq) == echoed) {
+                            in_flight = None;
+                            if !*host.listening.borrow() {
+                                host.listening.send_replace(true);
+                                host.was_up.store(true, Ordering::Release);
+                                shared.core.set_up(index);
+                                backoff.reset();
+                            }
+                        }
                     }
+                    Some(msg) => shared.enqueue(&dispatch, msg),
+                    None => break "connection lost".to_owned(),
+                },
+                () = moved(&mut changes) => break "Sentinel switched master".to_owned(),
+                () = sleep_until(overdue) => {
+                    break format!(
+                        "liveness probe not received within {:?}",
+                        settings.command_timeout
+                    );
                 }
-                _ = keepalive.tick(), if ping.is_none() => {
-                    let mut sink = sink.clone();
-                    let limit = settings.command_timeout;
-                    ping = Some(Box::pin(async move {
-                        matches!(timeout(limit, sink.ping::<redis::Value>()).await, Ok(Ok(_)))
-                    }));
+                _ = probes.tick(), if in_flight.is_none() => {
+                    probe_seq += 1;
+                    let probe = Publish {
+                        channel: host.probe_channel.clone(),
+                        payload: Bytes::copy_from_slice(&probe_seq.to_be_bytes()),
+                        kind: PublishKind::Probe,
+                        queued_at: tokio::time::Instant::now(),
+                    };
+                    // Never wait here (the stream must keep draining). A publish queue that is
+                    // full is itself a sign of trouble; the probe goes out once it has room.
+                    match host.publisher.try_send(probe) {
+                        Ok(()) => {
+                            in_flight = Some((
+                                probe_seq,
+                                tokio::time::Instant::now() + settings.command_timeout,
+                            ));
+                        }
+                        Err(_) => tracing::debug!(
+                            layer = KIND,
+                            host = host.redis.name,
+                            "publish queue full; liveness probe deferred"
+                        ),
+                    }
                 }
             }
         };
         // Everything published from now until the resubscribe is lost, so say so loudly, then
         // retry at once (a restarted Redis is usually already back).
-        host.listening.store(false, Ordering::Release);
+        host.listening.send_replace(false);
         host.sink.send_replace(None);
-        shared
-            .health
-            .set_down(index, &host.redis.name, reason, &shared.counters);
+        shared.core.set_down(index, &reason);
     }
+}
+
+/// Sleeps until `deadline`; never resolves without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The sequence number a probe carries (8 bytes, big-endian).
+fn probe_seq_of(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(payload.try_into().ok()?))
+}
+
+/// A probe channel name unique to this layer instance that the ring places on host `index`.
+/// Names are random, so about `ring` draws find one; the bound only guards against a ring
+/// function that could never reach `index`, which the tests of `consistent_hash` rule out.
+fn probe_channel(prefix: &str, index: usize, ring: usize) -> String {
+    let mut name = format!("{prefix}__probe__.{}", random_hex32());
+    for _ in 0..100_000 {
+        if consistent_hash(&name, ring) == index {
+            break;
+        }
+        name = format!("{prefix}__probe__.{}", random_hex32());
+    }
+    name
 }
 
 /// Writes host `index`'s queued messages to Redis, in queue order, as one pipeline per round
@@ -695,7 +758,7 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
     loop {
         let first = tokio::select! {
             biased;
-            () = shared.lifecycle.shutdown.cancelled() => break,
+            () = shared.core.lifecycle.shutdown.cancelled() => break,
             first = queue.recv() => first,
         };
         let Some(first) = first else { break };
@@ -703,10 +766,12 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
         // published late: they are counted as expired. The clock is read once per batch.
         let stale_before = tokio::time::Instant::now().checked_sub(limit);
         let mut take = |publish: Publish| match stale_before {
+            // A late probe is simply not sent: its miss is what the probe check reports.
+            Some(bound) if publish.queued_at < bound && publish.kind == PublishKind::Probe => {}
             Some(bound) if publish.queued_at < bound => {
                 shared
-                    .counters
-                    .dropped(KIND, DropReason::Expired, &publish.channel, 1);
+                    .core
+                    .dropped(DropReason::Expired, &publish.channel, 1);
             }
             _ => batch.push(publish),
         };
@@ -761,10 +826,11 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
                     reason,
                     "publishing failed; the messages are lost"
                 );
-                for publish in &batch {
+                // A probe is not a message: its loss shows as a missed probe, not a drop.
+                for publish in batch.iter().filter(|p| p.kind != PublishKind::Probe) {
                     shared
-                        .counters
-                        .dropped(KIND, DropReason::PublishFailed, &publish.channel, 1);
+                        .core
+                        .dropped(DropReason::PublishFailed, &publish.channel, 1);
                 }
             }
         }
@@ -773,9 +839,12 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
     // Shutdown: whatever is still queued will not be written.
     queue.close();
     while let Ok(publish) = queue.try_recv() {
+        if publish.kind == PublishKind::Probe {
+            continue;
+        }
         shared
-            .counters
-            .dropped(KIND, DropReason::PublishFailed, &publish.channel, 1);
+            .core
+            .dropped(DropReason::PublishFailed, &publish.channel, 1);
     }
 }
 
@@ -789,7 +858,7 @@ async fn run_dispatcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<redis::Ms
     loop {
         let msg = tokio::select! {
             biased;
-            () = shared.lifecycle.shutdown.cancelled() => return,
+            () = shared.core.lifecycle.shutdown.cancelled() => return,
             msg = queue.recv() => msg,
         };
         match msg {
@@ -800,83 +869,46 @@ async fn run_dispatcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<redis::Ms
     }
 }
 
-type PingFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
-
-/// Resolves with the in-flight PING's outcome; never resolves when none is in flight.
-async fn wait_ping(ping: &mut Option<PingFuture>) -> bool {
-    match ping {
-        Some(ping) => ping.await,
-        None => std::future::pending().await,
-    }
-}
-
 #[async_trait::async_trait]
 impl ChannelLayer for RedisPubSubLayer {
     async fn new_channel(&self) -> Result<Inbox, LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         let name = format!("{}specific.{}", self.shared.settings.prefix, random_hex32());
-        let (tx, rx) = mpsc::channel(self.shared.settings.local_queue_bound.max(1));
-        let shared_name: Arc<str> = Arc::from(name.as_str());
-        lock(&self.shared.local)
-            .channels
-            .insert(shared_name.clone(), tx);
+        let owner: std::sync::Weak<Shared> = Arc::downgrade(&self.shared);
+        let owner: std::sync::Weak<dyn ChannelOwner> = owner;
+        let inbox = self.shared.core.open(Arc::from(name.as_str()), owner);
         let index = self.shared.host_of(&name);
         if let Err(e) = self
             .shared
             .reconcile(index, std::slice::from_ref(&name))
             .await
         {
-            lock(&self.shared.local).channels.remove(name.as_str());
+            // Dropping the inbox forgets the channel and unsubscribes whatever got subscribed.
+            drop(inbox);
             return Err(e);
         }
-        let owner: std::sync::Weak<Shared> = Arc::downgrade(&self.shared);
-        Ok(Inbox::new(
-            shared_name,
-            rx,
-            self.shared.counters.clone(),
-            KIND,
-            owner,
-        ))
+        Ok(inbox)
     }
 
     async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         // A channel nobody is subscribed to has no receiver in any process: the publisher
         // counts such a message as gone (not an error: receivers leave at any time).
-        self.publish(channel.to_owned(), &message, false).await?;
-        self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.publish(channel.to_owned(), &message, PublishKind::Direct)
+            .await?;
+        self.shared.core.count_sent();
         Ok(())
     }
 
     async fn group_add(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         let group_channel = self.shared.group_channel(group);
         // Memberships here live as long as the inbox and never expire, so re-adding an existing
         // member has nothing to refresh (callers that re-add to refresh other layers may).
         // Whether this call made the channel a member (false when it already was one).
-        let inserted = {
-            let mut local = lock(&self.shared.local);
-            // Reuse the routing table's name: memberships share it instead of copying it.
-            let Some((channel, _)) = local.channels.get_key_value(channel) else {
-                return Err(LayerError::NotLocal {
-                    channel: channel.to_owned(),
-                });
-            };
-            let channel = channel.clone();
-            let inserted = local
-                .groups
-                .entry(group_channel.clone())
-                .or_default()
-                .insert(channel.clone());
-            local
-                .memberships
-                .entry(channel)
-                .or_default()
-                .insert(group_channel.clone());
-            inserted
-        };
+        let inserted = self.shared.core.join_local(group, channel)?;
         let index = self.shared.host_of(&group_channel);
         if let Err(e) = self
             .shared
@@ -887,7 +919,7 @@ impl ChannelLayer for RedisPubSubLayer {
             // must not be. An existing one stays: a failed refresh does not undo an earlier
             // success, and the reconnect resubscribes the group for it.
             if inserted {
-                leave(&self.shared, &group_channel, channel);
+                self.shared.core.leave(group, channel);
                 // Best effort: if we were the only member, nothing should stay subscribed.
                 let _ = self
                     .shared
@@ -900,10 +932,10 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn group_discard(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         let group_channel = self.shared.group_channel(group);
-        if leave(&self.shared, &group_channel, channel) {
+        if self.shared.core.leave(group, channel) {
             let index = self.shared.host_of(&group_channel);
             // An unsubscribe only fails with the connection, and a reconnect does not
             // resubscribe an unwanted group, so a failure here needs no rollback.
@@ -919,45 +951,47 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
-        self.publish(self.shared.group_channel(group), &message, true)
-            .await?;
-        self.shared
-            .counters
-            .group_sent
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.core.lifecycle.check_open()?;
+        self.publish(
+            self.shared.group_channel(group),
+            &message,
+            PublishKind::Broadcast,
+        )
+        .await?;
+        self.shared.core.count_group_sent();
         Ok(())
     }
 
     async fn flush(&self) -> Result<(), LayerError> {
-        let names: Vec<String> = {
-            let mut local = lock(&self.shared.local);
-            let names = local
-                .channels
-                .keys()
-                .map(|name| name.to_string())
-                .chain(local.groups.keys().cloned())
-                .collect();
-            *local = Local::default();
-            names
-        };
+        let cleared = self.shared.core.clear();
+        let groups: HashSet<&Group> = cleared.memberships.iter().map(|(g, _)| g).collect();
+        let names: Vec<String> = cleared
+            .channels
+            .iter()
+            .map(|name| name.to_string())
+            .chain(groups.into_iter().map(|g| self.shared.group_channel(g)))
+            .collect();
         self.shared.reconcile_all(names).await
     }
 
     async fn close(&self) -> Result<(), LayerError> {
-        self.shared.lifecycle.mark_closed();
-        *lock(&self.shared.local) = Local::default();
+        self.shared.core.lifecycle.mark_closed();
+        self.shared.core.clear();
         // Stop the subscribers; dropping their connections ends every subscription on Redis.
-        self.shared.lifecycle.stop_tasks().await;
+        self.shared.core.lifecycle.stop_tasks().await;
         Ok(())
     }
 
     fn health(&self) -> watch::Receiver<LayerHealth> {
-        self.shared.health.subscribe()
+        self.shared.core.health()
+    }
+
+    fn targets(&self) -> Vec<TargetHealth> {
+        self.shared.core.targets()
     }
 
     fn stats(&self) -> LayerStats {
-        self.shared.counters.snapshot()
+        self.shared.core.stats()
     }
 
     fn kind(&self) -> &'static str {
@@ -968,25 +1002,6 @@ impl ChannelLayer for RedisPubSubLayer {
 impl Drop for RedisPubSubLayer {
     fn drop(&mut self) {
         // Background tasks hold the shared state; without this they would outlive the layer.
-        self.shared.lifecycle.shutdown.cancel();
+        self.shared.core.lifecycle.shutdown.cancel();
     }
-}
-
-/// Removes one local membership; `true` if it existed.
-fn leave(shared: &Shared, group_channel: &str, channel: &str) -> bool {
-    let mut local = lock(&shared.local);
-    let Some(members) = local.groups.get_mut(group_channel) else {
-        return false;
-    };
-    let removed = members.remove(channel);
-    if members.is_empty() {
-        local.groups.remove(group_channel);
-    }
-    if let Some(groups) = local.memberships.get_mut(channel) {
-        groups.remove(group_channel);
-        if groups.is_empty() {
-            local.memberships.remove(channel);
-        }
-    }
-    removed
 }

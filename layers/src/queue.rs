@@ -13,6 +13,11 @@
 //! - with several hosts, a key lives on host `consistent_hash(name)` of the ring, where `name`
 //!   is the group name, or the process part of the channel name.
 //!
+//! **Redis Cluster** (`redis+cluster://…` as the only host; ours alone, Python does not support
+//! Cluster): every command touches one key, hence one slot; a broadcast runs one script per
+//! process queue instead of one per host, and `flush` lists keys with `KEYS` on every master
+//! (`SCAN` would walk one node).
+//!
 //! **Fixed Python defects.**
 //! - Python's `send` hashes the *full* channel name to pick a host, but the receiver reads the
 //!   host of the *process part*: with two or more hosts a direct message can land where nobody
@@ -41,23 +46,22 @@
 //! after we gave up on its reply pops an entry nobody receives. (Python keeps an `$inflight`
 //! backup set for that case; we accept the single-message loss, which the outage reports.)
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
-use crate::health::HealthBoard;
-use crate::hosts::{consistent_hash, Backoff, ConnectionSettings, RedisHost};
-use crate::inbox::{push, ChannelOwner, Envelope, Push};
-use crate::lifecycle::Lifecycle;
+use crate::health::TargetHealth;
+use crate::hosts::{consistent_hash, moved, Backoff, ConnectionSettings, Dedicated, RedisHost};
+use crate::inbox::ChannelOwner;
+use crate::local::LocalCore;
 use crate::message::lock;
 use crate::names::{non_local_name, random_hex32, validate_channel_name};
-use crate::stats::{Counters, DropReason};
+use crate::stats::DropReason;
 use crate::{ChannelLayer, Group, Inbox, LayerError, LayerHealth, LayerStats, Message};
 
 const KIND: &str = "redis_queue";
@@ -165,20 +169,11 @@ struct Shared {
     /// `"{prefix}{process}"`: the sorted set our reader drains.
     read_key: String,
     read_host: usize,
-    local: Mutex<Local>,
-    counters: Arc<Counters>,
-    health: HealthBoard,
+    /// This process's channels and their memberships (left on drop and `close`, re-added after
+    /// a Redis restart), the fan-out into local queues, counters, health and lifecycle.
+    core: LocalCore,
     clock: ScoreClock,
-    lifecycle: Lifecycle,
     scripts: Scripts,
-}
-
-#[derive(Debug, Default)]
-struct Local {
-    channels: HashMap<String, mpsc::Sender<Envelope>>,
-    /// Local channel -> groups it joined: left on drop and `close`, re-added after a Redis
-    /// restart.
-    memberships: HashMap<String, HashSet<String>>,
 }
 
 #[derive(Debug)]
@@ -257,22 +252,30 @@ impl RedisQueueLayer {
             .collect::<Result<Vec<_>, _>>()?;
         let process = format!("specific.{}!", random_hex32());
         let read_host = consistent_hash(&process, hosts.len());
+        let targets = hosts.iter().map(|h| h.name.clone()).collect();
         let shared = Arc::new(Shared {
             read_key: format!("{}{process}", settings.prefix),
             process,
             read_host,
-            health: HealthBoard::new(KIND, hosts.len()),
+            core: LocalCore::new(KIND, targets, settings.local_queue_bound, None),
             hosts,
             settings,
-            local: Mutex::new(Local::default()),
-            counters: Arc::new(Counters::default()),
             clock: ScoreClock::default(),
-            lifecycle: Lifecycle::default(),
             scripts: Scripts::new(),
         });
-        shared.lifecycle.tasks.spawn(run_reader(shared.clone()));
+        shared
+            .core
+            .lifecycle
+            .tasks
+            .spawn(run_reader(shared.clone()));
+        for host in &shared.hosts {
+            if let Some(watcher) = host.watcher(shared.core.lifecycle.shutdown.clone()) {
+                shared.core.lifecycle.tasks.spawn(watcher);
+            }
+        }
         for index in (0..shared.hosts.len()).filter(|i| *i != read_host) {
             shared
+                .core
                 .lifecycle
                 .tasks
                 .spawn(run_pinger(shared.clone(), index));
@@ -287,7 +290,7 @@ impl RedisQueueLayer {
 
     /// Background tasks still running (0 after `close`).
     pub fn background_tasks(&self) -> usize {
-        self.shared.lifecycle.tasks.len()
+        self.shared.core.lifecycle.tasks.len()
     }
 }
 
@@ -301,8 +304,7 @@ impl Shared {
     /// gone or stalled for longer than `expiry`. Each entry holds one message (or one broadcast
     /// for several channels of one process).
     fn count_trimmed(&self, key: &str, trimmed: u64) {
-        self.counters
-            .dropped(KIND, DropReason::Expired, key, trimmed);
+        self.core.dropped(DropReason::Expired, key, trimmed);
     }
 
     fn expiry_secs(&self) -> u64 {
@@ -315,13 +317,14 @@ impl Shared {
     }
 
     /// Leaves groups in Redis (after an inbox drop, or at close).
-    async fn leave_groups(&self, pairs: Vec<(String, String)>) {
+    async fn leave_groups(&self, pairs: Vec<(Group, Arc<str>)>) {
         for (group, channel) in pairs {
-            let host = &self.hosts[consistent_hash(&group, self.hosts.len())];
+            let (group, channel) = (group.as_str(), &*channel);
+            let host = &self.hosts[consistent_hash(group, self.hosts.len())];
             let mut conn = host.commands.clone();
             let removed: Result<i64, _> = redis::cmd("ZREM")
-                .arg(self.group_key(&group))
-                .arg(&channel)
+                .arg(self.group_key(group))
+                .arg(channel)
                 .query_async(&mut conn)
                 .await;
             if let Err(e) = removed {
@@ -333,22 +336,13 @@ impl Shared {
     /// Re-adds this process's memberships of groups on host `index` (after a reconnect: a Redis
     /// restarted without persistence has forgotten them). Uses the caller's freshly connected
     /// `conn`: the shared command connection may not have noticed the restart yet.
-    async fn restore_memberships(
-        &self,
-        index: usize,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) {
-        let pairs: Vec<(String, String)> = {
-            let local = lock(&self.local);
-            local
-                .memberships
-                .iter()
-                .flat_map(|(channel, groups)| {
-                    groups.iter().map(move |g| (g.clone(), channel.clone()))
-                })
-                .filter(|(group, _)| consistent_hash(group, self.hosts.len()) == index)
-                .collect()
-        };
+    async fn restore_memberships(&self, index: usize, conn: &mut Dedicated) {
+        let pairs: Vec<(Group, Arc<str>)> = self
+            .core
+            .memberships()
+            .into_iter()
+            .filter(|(group, _)| consistent_hash(group, self.hosts.len()) == index)
+            .collect();
         if pairs.is_empty() {
             return;
         }
@@ -356,7 +350,7 @@ impl Shared {
         let mut pipe = redis::pipe();
         for (group, channel) in &pairs {
             let key = self.group_key(group);
-            pipe.cmd("ZADD").arg(&key).arg(now).arg(channel).ignore();
+            pipe.cmd("ZADD").arg(&key).arg(now).arg(&**channel).ignore();
             pipe.cmd("EXPIRE")
                 .arg(&key)
                 .arg(self.settings.group_expiry.as_secs().max(1))
@@ -387,8 +381,8 @@ impl Shared {
             Ok(map) => map,
             Err(e) => {
                 tracing::warn!(layer = KIND, error = ?e.map(|e| e.to_string()), "undecodable entry in the queue");
-                self.counters
-                    .dropped(KIND, DropReason::Undecodable, &self.read_key, 1);
+                self.core
+                    .dropped(DropReason::Undecodable, &self.read_key, 1);
                 return;
             }
         };
@@ -402,8 +396,8 @@ impl Shared {
                 })
                 .collect(),
             _ => {
-                self.counters
-                    .dropped(KIND, DropReason::Undecodable, &self.read_key, 1);
+                self.core
+                    .dropped(DropReason::Undecodable, &self.read_key, 1);
                 return;
             }
         };
@@ -411,42 +405,19 @@ impl Shared {
         let remaining = self.settings.expiry.as_secs_f64() - age;
         if remaining <= 0.0 {
             for target in &targets {
-                self.counters.dropped(KIND, DropReason::Expired, target, 1);
+                self.core.dropped(DropReason::Expired, target, 1);
             }
             return;
         }
         let expires_at = Instant::now().checked_add(Duration::from_secs_f64(remaining));
         let message = Message::new(map);
-        let senders: Vec<(String, Option<mpsc::Sender<Envelope>>)> = {
-            let local = lock(&self.local);
-            targets
-                .into_iter()
-                .map(|t| {
-                    let tx = local.channels.get(&t).cloned();
-                    (t, tx)
-                })
-                .collect()
-        };
-        for (pushed, (target, tx)) in senders.into_iter().enumerate() {
-            let Some(tx) = tx else {
-                self.counters
-                    .dropped(KIND, DropReason::NoSuchChannel, &target, 1);
-                continue;
-            };
-            let envelope = Envelope {
-                message: message.clone(),
-                expires_at,
-            };
-            match push(&tx, envelope) {
-                Push::Queued => {}
-                Push::Full => self
-                    .counters
-                    .dropped(KIND, DropReason::SlowConsumer, &target, 1),
-                Push::Gone => self
-                    .counters
-                    .dropped(KIND, DropReason::NoSuchChannel, &target, 1),
+        match targets.as_slice() {
+            [one] => self.core.deliver(one, message, expires_at),
+            many => {
+                self.core
+                    .deliver_to_channels(many, &message, expires_at)
+                    .await;
             }
-            crate::inbox::fan_out_yield(pushed).await;
         }
     }
 }
@@ -497,24 +468,18 @@ fn queue_entry(encoded: &[u8], target: &impl Serialize) -> Result<Vec<u8>, Layer
 
 impl ChannelOwner for Shared {
     fn release(self: Arc<Self>, channel: &str) {
-        let groups = {
-            let mut local = lock(&self.local);
-            local.channels.remove(channel);
-            local.memberships.remove(channel)
-        };
-        let Some(groups) = groups else {
+        let Some(groups) = self.core.forget(channel) else {
             return;
         };
-        if self.lifecycle.shutdown.is_cancelled() {
+        if groups.is_empty() || self.core.lifecycle.shutdown.is_cancelled() {
             return;
         }
-        let pairs = groups
-            .into_iter()
-            .map(|g| (g, channel.to_owned()))
-            .collect();
+        let channel: Arc<str> = Arc::from(channel);
+        let pairs = groups.into_iter().map(|g| (g, channel.clone())).collect();
         let this = self.clone();
         // `Drop` cannot await; the tracked task is waited for by `close`.
-        self.lifecycle
+        self.core
+            .lifecycle
             .tasks
             .spawn(async move { this.leave_groups(pairs).await });
     }
@@ -547,19 +512,18 @@ async fn run_reader(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(&settings);
     let mut connected_before = false;
     'connect: loop {
+        // Taken before resolving, so that a Sentinel switch during the connection is not missed.
+        let mut changes = host.changes();
         let attempt = tokio::select! {
-            () = shared.lifecycle.shutdown.cancelled() => return,
+            () = shared.core.lifecycle.shutdown.cancelled() => return,
             r = host.dedicated(&settings, Some(block + settings.command_timeout)) => r,
         };
         let mut conn = match attempt {
             Ok(conn) => conn,
             Err(e) => {
-                shared
-                    .health
-                    .set_down(index, &host.name, &e.to_string(), &shared.counters);
-                if shared
-                    .lifecycle
-                    .sleep_or_shutdown(backoff.next_delay())
+                shared.core.set_down(index, &e.to_string());
+                if host
+                    .pause(&shared.core.lifecycle, backoff.next_delay())
                     .await
                 {
                     return;
@@ -571,13 +535,19 @@ async fn run_reader(shared: Arc<Shared>) {
             shared.restore_memberships(index, &mut conn).await;
         }
         connected_before = true;
-        shared.health.set_up(index, &host.name, &shared.counters);
+        shared.core.set_up(index);
         backoff.reset();
         loop {
             let mut bzpopmin = redis::cmd("BZPOPMIN");
             bzpopmin.arg(&shared.read_key).arg(block.as_secs_f64());
             let popped: Result<Value, _> = tokio::select! {
-                () = shared.lifecycle.shutdown.cancelled() => return,
+                () = shared.core.lifecycle.shutdown.cancelled() => return,
+                () = moved(&mut changes) => {
+                    // A `BZPOPMIN` abandoned here may still pop one entry on the old master
+                    // (see the module docs on hung connections); the outage reports it.
+                    shared.core.set_down(index, "Sentinel switched master");
+                    continue 'connect;
+                }
                 r = bzpopmin.query_async(&mut conn) => r,
             };
             let first = match popped {
@@ -588,9 +558,7 @@ async fn run_reader(shared: Arc<Shared>) {
                     continue;
                 }
                 Err(e) => {
-                    shared
-                        .health
-                        .set_down(index, &host.name, &e.to_string(), &shared.counters);
+                    shared.core.set_down(index, &e.to_string());
                     continue 'connect;
                 }
             };
@@ -618,9 +586,7 @@ async fn run_reader(shared: Arc<Shared>) {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        shared
-                            .health
-                            .set_down(index, &host.name, &e.to_string(), &shared.counters);
+                        shared.core.set_down(index, &e.to_string());
                         continue 'connect;
                     }
                 }
@@ -634,10 +600,11 @@ async fn run_reader(shared: Arc<Shared>) {
 async fn run_pinger(shared: Arc<Shared>, index: usize) {
     let host = &shared.hosts[index];
     let settings = shared.settings.connection.clone();
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut conn: Option<Dedicated> = None;
     let mut was_down = false;
     loop {
         if shared
+            .core
             .lifecycle
             .sleep_or_shutdown(settings.keepalive_interval)
             .await
@@ -658,14 +625,12 @@ async fn run_pinger(shared: Arc<Shared>, index: usize) {
             None => false,
         };
         if ok {
-            shared.health.set_up(index, &host.name, &shared.counters);
+            shared.core.set_up(index);
             was_down = false;
         } else {
             conn = None;
             was_down = true;
-            shared
-                .health
-                .set_down(index, &host.name, "PING failed", &shared.counters);
+            shared.core.set_down(index, "PING failed");
         }
     }
 }
@@ -673,22 +638,15 @@ async fn run_pinger(shared: Arc<Shared>, index: usize) {
 #[async_trait::async_trait]
 impl ChannelLayer for RedisQueueLayer {
     async fn new_channel(&self) -> Result<Inbox, LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         let name = format!("{}{}", self.shared.process, random_hex32());
-        let (tx, rx) = mpsc::channel(self.shared.settings.local_queue_bound.max(1));
-        lock(&self.shared.local).channels.insert(name.clone(), tx);
         let owner: std::sync::Weak<Shared> = Arc::downgrade(&self.shared);
-        Ok(Inbox::new(
-            Arc::from(name),
-            rx,
-            self.shared.counters.clone(),
-            KIND,
-            owner,
-        ))
+        let owner: std::sync::Weak<dyn ChannelOwner> = owner;
+        Ok(self.shared.core.open(Arc::from(name), owner))
     }
 
     async fn send(&self, channel: &str, message: Message) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         if message.get(CHANNEL_KEY).is_some() {
             return Err(LayerError::ReservedKey { key: CHANNEL_KEY });
@@ -721,19 +679,17 @@ impl ChannelLayer for RedisQueueLayer {
             .map_err(|e| host.unavailable(e))?;
         shared.count_trimmed(&key, trimmed);
         if added == 0 {
-            shared
-                .counters
-                .dropped(KIND, DropReason::ChannelFull, channel, 1);
+            shared.core.dropped(DropReason::ChannelFull, channel, 1);
             return Err(LayerError::ChannelFull {
                 channel: channel.to_owned(),
             });
         }
-        shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        shared.core.count_sent();
         Ok(())
     }
 
     async fn group_add(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         let shared = &self.shared;
         let host = &shared.hosts[consistent_hash(group, shared.hosts.len())];
@@ -754,30 +710,17 @@ impl ChannelLayer for RedisQueueLayer {
             .query_async::<()>(&mut conn)
             .await
             .map_err(|e| host.unavailable(e))?;
-        let mut local = lock(&shared.local);
-        if local.channels.contains_key(channel) {
-            local
-                .memberships
-                .entry(channel.to_owned())
-                .or_default()
-                .insert(group.to_string());
-        }
+        // Remember local memberships, to leave them on drop and restore them after a restart;
+        // a remote channel's membership is its own process's business.
+        let _ = shared.core.join_local(group, channel);
         Ok(())
     }
 
     async fn group_discard(&self, group: &Group, channel: &str) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         validate_channel_name(channel)?;
         let shared = &self.shared;
-        {
-            let mut local = lock(&shared.local);
-            if let Some(groups) = local.memberships.get_mut(channel) {
-                groups.remove(group.as_str());
-                if groups.is_empty() {
-                    local.memberships.remove(channel);
-                }
-            }
-        }
+        shared.core.leave(group, channel);
         let host = &shared.hosts[consistent_hash(group, shared.hosts.len())];
         let mut conn = host.commands.clone();
         redis::cmd("ZREM")
@@ -790,7 +733,7 @@ impl ChannelLayer for RedisQueueLayer {
     }
 
     async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError> {
-        self.shared.lifecycle.check_open()?;
+        self.shared.core.lifecycle.check_open()?;
         if message.get(CHANNEL_KEY).is_some() {
             return Err(LayerError::ReservedKey { key: CHANNEL_KEY });
         }
@@ -817,8 +760,8 @@ impl ChannelLayer for RedisQueueLayer {
                 "group memberships expired; their channels no longer receive this group"
             );
             shared
-                .counters
-                .dropped(KIND, DropReason::Expired, group.as_str(), expired);
+                .core
+                .dropped(DropReason::Expired, group.as_str(), expired);
         }
         // Bucket the members by process queue, and the queues by host, keeping first-seen order.
         let mut queues: Vec<(String, Vec<&str>)> = Vec::new();
@@ -836,18 +779,23 @@ impl ChannelLayer for RedisQueueLayer {
                 }
             }
         }
-        let mut by_host: HashMap<usize, Vec<usize>> = HashMap::new();
+        // One script per host, holding every queue on it; on a Cluster, one per queue, since a
+        // script may only touch keys of one slot (and each process queue has its own).
+        let mut by_host: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
         for (i, (_, _)) in queues.iter().enumerate() {
             let process_part = non_local_name(queues[i].1[0]);
-            by_host
-                .entry(consistent_hash(process_part, ring))
-                .or_default()
-                .push(i);
+            let host = consistent_hash(process_part, ring);
+            let batch = if shared.hosts[host].is_cluster() {
+                i
+            } else {
+                0
+            };
+            by_host.entry((host, batch)).or_default().push(i);
         }
         let encoded = message.to_msgpack()?;
         // One score for the whole broadcast, so it sorts as one message in every queue.
         let score = shared.clock.next();
-        for (host_index, queue_ids) in by_host {
+        for ((host_index, _), queue_ids) in by_host {
             let host = &shared.hosts[host_index];
             let mut invocation = shared.scripts.group_send.prepare_invoke();
             for &q in &queue_ids {
@@ -872,24 +820,38 @@ impl ChannelLayer for RedisQueueLayer {
             for &i in full {
                 if let Some(&q) = i.checked_sub(1).and_then(|i| queue_ids.get(i)) {
                     let (key, channels) = &queues[q];
-                    shared.counters.dropped(
-                        KIND,
-                        DropReason::ChannelFull,
-                        key,
-                        channels.len() as u64,
-                    );
+                    shared
+                        .core
+                        .dropped(DropReason::ChannelFull, key, channels.len() as u64);
                 }
             }
         }
-        shared.counters.group_sent.fetch_add(1, Ordering::Relaxed);
+        shared.core.count_group_sent();
         Ok(())
     }
 
     async fn flush(&self) -> Result<(), LayerError> {
-        *lock(&self.shared.local) = Local::default();
+        self.shared.core.clear();
         let pattern = format!("{}*", self.shared.settings.prefix);
         for host in &self.shared.hosts {
             let mut conn = host.commands.clone();
+            if host.is_cluster() {
+                // SCAN walks one node; KEYS is sent to every master and the replies merged.
+                // `flush` is for tests and resets, where that cost is fine.
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| host.unavailable(e))?;
+                for key in keys {
+                    redis::cmd("UNLINK")
+                        .arg(&key)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                        .map_err(|e| host.unavailable(e))?;
+                }
+                continue;
+            }
             let mut cursor: u64 = 0;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -918,20 +880,12 @@ impl ChannelLayer for RedisQueueLayer {
     }
 
     async fn close(&self) -> Result<(), LayerError> {
-        if !self.shared.lifecycle.mark_closed() {
+        if !self.shared.core.lifecycle.mark_closed() {
             return Ok(());
         }
         let shared = &self.shared;
         // Leave every group this process joined, so no member that will never read stays behind.
-        let pairs: Vec<(String, String)> = {
-            let mut local = lock(&shared.local);
-            let local = std::mem::take(&mut *local);
-            local
-                .memberships
-                .into_iter()
-                .flat_map(|(channel, groups)| groups.into_iter().map(move |g| (g, channel.clone())))
-                .collect()
-        };
+        let pairs = shared.core.clear().memberships;
         let budget = shared.settings.connection.command_timeout * 2;
         if timeout(budget, shared.leave_groups(pairs)).await.is_err() {
             tracing::warn!(
@@ -939,7 +893,7 @@ impl ChannelLayer for RedisQueueLayer {
                 "timed out leaving groups at close; group_expiry will clean up"
             );
         }
-        shared.lifecycle.stop_tasks().await;
+        shared.core.lifecycle.stop_tasks().await;
         // Nobody reads our queue any more: delete what is left in it.
         let host = &shared.hosts[shared.read_host];
         let mut conn = host.commands.clone();
@@ -960,11 +914,15 @@ impl ChannelLayer for RedisQueueLayer {
     }
 
     fn health(&self) -> watch::Receiver<LayerHealth> {
-        self.shared.health.subscribe()
+        self.shared.core.health()
+    }
+
+    fn targets(&self) -> Vec<TargetHealth> {
+        self.shared.core.targets()
     }
 
     fn stats(&self) -> LayerStats {
-        self.shared.counters.snapshot()
+        self.shared.core.stats()
     }
 
     fn kind(&self) -> &'static str {
@@ -974,7 +932,7 @@ impl ChannelLayer for RedisQueueLayer {
 
 impl Drop for RedisQueueLayer {
     fn drop(&mut self) {
-        self.shared.lifecycle.shutdown.cancel();
+        self.shared.core.lifecycle.shutdown.cancel();
     }
 }
 

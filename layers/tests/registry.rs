@@ -237,3 +237,34 @@ async fn limits_reach_the_redis_layers() {
     }
     registry.close_all().await.unwrap();
 }
+
+/// Only the named aliases are built: a service that uses `chat` alone starts no queue reader
+/// (no `BZPOPMIN` connection on Redis) and lists no other alias in its health.
+#[tokio::test]
+async fn only_the_named_aliases_are_started() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let registry =
+        LayerRegistry::standard_for(Some(&redis.url()), &LayerLimits::default(), &["chat"])
+            .unwrap();
+    assert_eq!(registry.aliases(), ["chat"]);
+    let chat = registry.get("chat").unwrap();
+    let mut inbox = chat.new_channel().await.unwrap();
+    chat.send(inbox.name(), msg(json!({"n": 1}))).await.unwrap();
+    assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!(1)));
+    // Give a queue reader, had one been started, time to block in BZPOPMIN.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let clients = redis.raw_command("CLIENT LIST").await.unwrap();
+    assert!(!clients.contains("cmd=bzpopmin"), "{clients}");
+    assert!(registry.get("queue").is_none());
+    drop(inbox);
+    registry.close_all().await.unwrap();
+
+    let memory_only =
+        LayerRegistry::standard_for(None, &LayerLimits::default(), &["queue", "queue"]).unwrap();
+    assert_eq!(memory_only.aliases(), ["queue"]);
+    assert!(matches!(
+        LayerRegistry::standard_for(None, &LayerLimits::default(), &["chat", "nope"]),
+        Err(LayerError::Config(reason)) if reason.contains("\"nope\"")
+    ));
+}

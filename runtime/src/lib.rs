@@ -35,6 +35,7 @@ pub use broadcast::GROUP_MESSAGE_TYPE;
 pub use close::{close_code, CloseReason};
 pub use connection::{Connection, ConsumerError};
 pub use consumer::{Consumer, FrameOutcome, Handshake, Refusal};
+pub use limit::rate_limit_notice;
 pub use metrics::RuntimeMetrics;
 pub use session::serve;
 pub use settings::SessionSettings;

@@ -142,8 +142,8 @@ impl InboundLimit {
     }
 }
 
-/// The limit as the client is told it.
-pub(crate) fn describe(rate: u32, burst: u32) -> String {
+/// The limit as the client is told it (the `detail` of the app's limit frame).
+pub fn rate_limit_notice(rate: u32, burst: u32) -> String {
     format!(
         "rate limit: at most {rate} frames per second (bursts of {burst}); \
          your frames are being read more slowly"

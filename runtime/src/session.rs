@@ -59,7 +59,7 @@ use crate::broadcast::delivery;
 use crate::close::{close_code, CloseReason};
 use crate::connection::Connection;
 use crate::consumer::{Consumer, FrameOutcome};
-use crate::limit::{describe, Admit, InboundLimit, Throttled};
+use crate::limit::{rate_limit_notice, Admit, InboundLimit, Throttled};
 use crate::metrics::RuntimeMetrics;
 use crate::settings::SessionSettings;
 use crate::shutdown::Shutdown;
@@ -279,7 +279,7 @@ where
                                 );
                                 self.conn
                                     .outbox
-                                    .push_text(C::limit_frame(&describe(rate, burst)));
+                                    .push_text(C::limit_frame(&rate_limit_notice(rate, burst)));
                             }
                             Throttled::Flooding => {
                                 tracing::warn!(

@@ -10,7 +10,6 @@ use anyhow::Context as _;
 use clap::Parser;
 use room_chat::room_chat::RoomChatConsumer;
 use room_chat::{Config, RunningServer};
-use room_chat_layers::LayerRegistry;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -26,7 +25,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Config::parse();
     check_open_files(config.edge.max_connections + config.edge.max_pending_connections);
-    let layers = LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits())
+    let layers = config
+        .layer_registry()
         .context("setting up the channel layers")?;
     let app = config
         .room_chat_settings()

@@ -141,6 +141,21 @@ impl Collector for LayerCollector {
             let labels = [("alias", alias), ("kind", layer.kind())];
             ConstGauge::new(value).encode(up.encode_family(&labels)?)?;
         }
+        // Targets are the configured hosts, Sentinel masters or Cluster partitions: a fixed
+        // set per process, so the label stays bounded.
+        let mut target_up = encoder.encode_descriptor(
+            "room_chat_layer_target_up",
+            "Whether one target of a layer (Redis host, Sentinel master, Cluster partition) is reachable (1) or not (0)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (alias, layer) in self.layers.iter() {
+            for target in layer.targets() {
+                let labels = [("alias", alias), ("target", target.target.as_str())];
+                ConstGauge::new(i64::from(target.health.is_up()))
+                    .encode(target_up.encode_family(&labels)?)?;
+            }
+        }
         // One snapshot per layer per scrape, so the families below agree with each other.
         let snapshots: Vec<_> = self
             .layers

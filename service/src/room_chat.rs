@@ -774,6 +774,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_rate_limit_notice_is_the_contracts_example() {
+        let spec: serde_json::Value =
+            serde_yaml::from_str(room_chat_protocol::SPEC_YAML).unwrap_or_default();
+        let example = spec["components"]["messages"]["error"]["examples"]
+            .as_array()
+            .and_then(|examples| examples.iter().find(|e| e["name"] == "rate_limited"))
+            .map(|e| e["payload"].clone())
+            .unwrap_or_default();
+        let sent = RoomChatConsumer::limit_frame(&room_chat_runtime::rate_limit_notice(
+            room_chat_runtime::settings::INBOUND_RATE,
+            room_chat_runtime::settings::INBOUND_BURST,
+        ));
+        let sent: serde_json::Value = serde_json::from_str(sent.as_str()).unwrap_or_default();
+        assert_eq!(sent, example);
+    }
+
+    #[test]
     fn one_room_per_text_and_no_invisible_characters() {
         assert_eq!(room_name("cafe\u{301}", 100), room_name("café", 100));
         assert_eq!(room_name("café", 100).as_deref(), Ok("café"));

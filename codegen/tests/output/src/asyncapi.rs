@@ -197,7 +197,8 @@ pub use protocol_runtime::ErrorItem;
 /// A property name, or the position of an element in an array.
 pub use protocol_runtime::LocPart;
 
-/// A handler failed while processing a valid frame.
+/// A handler failed while processing a valid frame, or the client reached a limit (the
+/// detail names it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorDetail {
     /// Detail
@@ -222,7 +223,8 @@ impl Decode for ErrorDetail {
 pub enum ErrorPayload {
     /// One entry per problem found in the frame.
     ValidationErrors(Vec<ErrorItem>),
-    /// A handler failed while processing a valid frame.
+    /// A handler failed while processing a valid frame, or the client reached a limit (the
+    /// detail names it).
     ErrorDetail(ErrorDetail),
 }
 
