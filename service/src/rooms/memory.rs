@@ -224,6 +224,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_forgotten_room_comes_back_with_a_new_epoch() {
+        let store = MemoryStore::new(Retention {
+            size: 5,
+            max_age: Duration::ZERO,
+        });
+        let ada = member("ada");
+        store.join("r", &ada).await.unwrap();
+        let before = store.append("r", "a", None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        store.leave("r", &ada).await.unwrap();
+        let after = store.append("r", "b", None).await.unwrap();
+        assert_eq!(after.offset, 1);
+        assert_ne!(after.epoch, before.epoch, "offsets of the old epoch mean nothing now");
+    }
+
+    #[tokio::test]
     async fn offsets_increase_and_the_ring_keeps_the_newest() {
         let store = MemoryStore::new(Retention {
             size: 2,
