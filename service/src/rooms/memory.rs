@@ -236,7 +236,10 @@ mod tests {
         store.leave("r", &ada).await.unwrap();
         let after = store.append("r", "b", None).await.unwrap();
         assert_eq!(after.offset, 1);
-        assert_ne!(after.epoch, before.epoch, "offsets of the old epoch mean nothing now");
+        assert_ne!(
+            after.epoch, before.epoch,
+            "offsets of the old epoch mean nothing now"
+        );
     }
 
     #[tokio::test]
