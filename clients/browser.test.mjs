@@ -2,8 +2,10 @@
 // playwright-core; no browser is ever downloaded) against the live service binary.
 //
 // Three pages: two in `general` see each other join, chat and leave; the third, in `private`,
-// sees none of it. A message containing markup is shown as text. A screenshot of the page is
-// saved to tests/artifacts/chat.png for a person to look at.
+// sees none of it. A message containing markup is shown as text. Named pages see each other in
+// the online list and each other's names on messages, and a page that joins later sees the
+// room's last messages. Screenshots of the page are saved to tests/artifacts/ for a person to
+// look at.
 //
 // Run: `make test` (or `cargo build -p room-chat && node --test clients/browser.test.mjs`).
 // Needs /usr/bin/chromium (`.ci/run` installs it) or $CHROMIUM.
@@ -51,8 +53,8 @@ after(async () => {
   if (profile) await rm(profile, { recursive: true, force: true });
 });
 
-/** Opens the page in `room` and waits until it is connected. */
-async function openRoom(room) {
+/** Opens the page in `room` (as `name`, if given) and waits until it is connected. */
+async function openRoom(room, name = null) {
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
@@ -60,11 +62,37 @@ async function openRoom(room) {
     if (message.type() === "error") problems.push(`console: ${message.text()}`);
   });
   page.problems = problems;
-  await page.goto(room === "general" ? `${server.base}/` : `${server.base}/#room=${encodeURIComponent(room)}`);
+  const hash = name === null ? `#room=${encodeURIComponent(room)}` : `#room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`;
+  await page.goto(room === "general" && name === null ? `${server.base}/` : `${server.base}/${hash}`);
   await page.locator('#status[data-status="open"]').waitFor(WAIT);
   assert.equal(await page.inputValue("#room"), room);
+  assert.equal(await page.inputValue("#name"), name ?? "");
   return page;
 }
+
+const online = (page) => page.locator("#members li").allTextContents();
+
+/** Waits until the online list is exactly `names` (in any order). */
+async function waitForOnline(page, names) {
+  const want = [...names].sort();
+  const deadline = Date.now() + WAIT.timeout;
+  for (;;) {
+    const got = (await online(page)).sort();
+    if (JSON.stringify(got) === JSON.stringify(want)) return;
+    if (Date.now() > deadline) assert.deepEqual(got, want, "the online list");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Every line as `sender: text` (lines without a sender, such as warnings, as their text). */
+const lines = (page) =>
+  page.locator("#messages li").evaluateAll((items) =>
+    items.map((li) => {
+      const sender = li.querySelector(".sender");
+      const text = li.querySelector(".text").textContent;
+      return sender ? `${sender.textContent}: ${text}` : text;
+    }),
+  );
 
 const texts = (page) => page.locator("#messages li .text").allTextContents();
 
@@ -129,6 +157,40 @@ test("changing the room box reconnects to the new room", async () => {
   assert.equal(new URL(page.url()).hash, `#room=${encodeURIComponent("café")}`);
   assert.deepEqual(await texts(page), ["💬 dans le café"]);
   await page.close();
+});
+
+test("named pages see each other online and on messages; a later page sees the history", async () => {
+  const ada = await openRoom("salon", "ada");
+  await waitForOnline(ada, ["ada"]);
+  const bob = await openRoom("salon", "Bób");
+  await waitForOnline(ada, ["ada", "Bób"]);
+  await waitForOnline(bob, ["ada", "Bób"]);
+  await waitForText(ada, "🚪 Someone joined room 'salon'");
+  await send(ada, "bonjour");
+  await waitForText(bob, "💬 bonjour");
+  await send(bob, "salut ada");
+  await waitForText(ada, "💬 salut ada");
+  assert.deepEqual(await lines(ada), ["Bób: 🚪 Someone joined room 'salon'", "ada: 💬 bonjour", "Bób: 💬 salut ada"]);
+  assert.deepEqual(await lines(bob), ["ada: 💬 bonjour", "Bób: 💬 salut ada"]);
+
+  // A third page, anonymous, joins later: it sees the last messages and who sent them, and
+  // the others see it online.
+  const late = await openRoom("salon");
+  await waitForText(late, "💬 salut ada");
+  assert.deepEqual(await lines(late), ["ada: 💬 bonjour", "Bób: 💬 salut ada"]);
+  await waitForOnline(late, ["ada", "Bób", "anonymous"]);
+  await waitForOnline(ada, ["ada", "Bób", "anonymous"]);
+  await send(late, "hello");
+  await waitForText(ada, "💬 hello");
+  assert.equal((await lines(ada)).at(-1), "anonymous: 💬 hello");
+
+  await mkdir(artifacts, { recursive: true });
+  await ada.screenshot({ path: path.join(artifacts, "chat-presence.png") });
+  await bob.close();
+  await waitForOnline(ada, ["ada", "anonymous"]);
+  for (const page of [ada, late]) assert.deepEqual(page.problems, []);
+  await ada.close();
+  await late.close();
 });
 
 test("the API docs page renders without scripts", async () => {

@@ -10,6 +10,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import net from "node:net";
 import { WebSocket, WebSocketServer } from "ws";
 import { startServer } from "./server.mjs";
 
@@ -55,8 +56,14 @@ function recorder(chat, action) {
   };
 }
 
-function open(room, options = {}) {
-  return new client.RoomChatClient({ room_name: room }, { baseUrl: server.ws, WebSocket, ...options });
+function open(room, options = {}, name = undefined) {
+  return new client.RoomChatClient({ room_name: room, name }, { baseUrl: server.ws, WebSocket, ...options });
+}
+
+/** A notification payload without its place in history, which differs from run to run. */
+function withoutPlace(payload) {
+  const { offset, epoch, ...rest } = payload;
+  return rest;
 }
 
 /** Resolves when the client reports `open` and its first request has been answered. */
@@ -74,21 +81,27 @@ test("two clients chat, see each other join and leave, and the sender gets its o
   assert.deepEqual((await adaNotes.next()).payload, {
     message: "🚪 Someone joined room 'general'",
     room_name: "general",
+    sender: null,
+    offset: null,
+    epoch: null,
   });
 
   bob.sendRoomChat({ message: "hi ada" });
   for (const notes of [adaNotes, bobNotes]) {
     const frame = await notes.next();
     assert.equal(frame.action, "room_notification");
-    assert.deepEqual(frame.payload, { message: "💬 hi ada", room_name: "general" });
+    assert.deepEqual(withoutPlace(frame.payload), { message: "💬 hi ada", room_name: "general", sender: null });
+    assert.equal(typeof frame.payload.offset, "number");
+    assert.equal(typeof frame.payload.epoch, "string");
     assert.equal(frame.ref, undefined, "broadcasts carry no ref");
   }
 
   bob.close();
   assert.equal(bob.status, "closed");
-  assert.deepEqual((await adaNotes.next()).payload, {
+  assert.deepEqual(withoutPlace((await adaNotes.next()).payload), {
     message: "👋 Someone left room 'general'",
     room_name: "general",
+    sender: null,
   });
   ada.close();
 });
@@ -131,7 +144,7 @@ test("room names are percent-encoded into the address and rooms are isolated", a
   const elsewhere = await joined(open("elsewhere"));
   const elsewhereNotes = recorder(elsewhere, "room_notification");
   here.sendRoomChat({ message: "bonjour" });
-  assert.deepEqual((await hereNotes.next()).payload, { message: "💬 bonjour", room_name: name });
+  assert.deepEqual(withoutPlace((await hereNotes.next()).payload), { message: "💬 bonjour", room_name: name, sender: null });
   await elsewhere.requestPing();
   assert.equal(elsewhereNotes.pending(), 0, "another room hears nothing");
   here.close();
@@ -230,4 +243,147 @@ test("a heartbeat left unanswered closes the connection and reconnects", async (
   assert.ok(connections >= 2, "connected again");
   chat.close();
   await new Promise((resolve) => silent.close(resolve));
+});
+
+test("a display name goes into the query and comes back as the sender", async () => {
+  assert.equal(client.RoomChatClient.address({ room_name: "a b", name: "Zoë" }), "/ws/room/a%20b?name=Zo%C3%AB");
+  assert.equal(client.RoomChatClient.address({ room_name: "a b", name: "" }), "/ws/room/a%20b");
+  const ada = await joined(open("names", {}, "ada"));
+  const notes = recorder(ada, "room_notification");
+  ada.sendRoomChat({ message: "hello" });
+  assert.equal((await notes.next()).payload.sender, "ada");
+  const presence = await ada.requestPresence();
+  assert.deepEqual(presence.payload.members.map((m) => m.name), ["ada"]);
+  const history = await ada.requestHistory({ since: null, limit: 10 });
+  assert.deepEqual(history.payload.messages.map((m) => [m.message, m.sender]), [["💬 hello", "ada"]]);
+  ada.close();
+});
+
+/**
+ * A TCP proxy in front of the service that can cut every connection through it and refuse new
+ * ones for a while: a client "forced off" as by a network failure, not by the server.
+ */
+async function cuttableProxy(target) {
+  const sockets = new Set();
+  let refusing = false;
+  const proxy = net.createServer((downstream) => {
+    if (refusing) {
+      downstream.destroy();
+      return;
+    }
+    const upstream = net.connect(target.port, "127.0.0.1");
+    sockets.add(downstream);
+    sockets.add(upstream);
+    downstream.pipe(upstream);
+    upstream.pipe(downstream);
+    const end = () => {
+      downstream.destroy();
+      upstream.destroy();
+      sockets.delete(downstream);
+      sockets.delete(upstream);
+    };
+    downstream.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  return {
+    ws: `ws://127.0.0.1:${proxy.address().port}`,
+    cut() {
+      refusing = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    heal() {
+      refusing = false;
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
+      proxy.close();
+    },
+  };
+}
+
+test("after a reconnect the client delivers every missed message exactly once, in order, before newer ones", async () => {
+  const proxy = await cuttableProxy(server);
+  const reader = new client.RoomChatClient(
+    { room_name: "recovery", name: "reader" },
+    { baseUrl: proxy.ws, WebSocket, reconnect: { initialDelayMs: 50, maxDelayMs: 100 } },
+  );
+  const writer = await joined(open("recovery", {}, "writer"));
+  const seen = [];
+  const recoveries = [];
+  reader.onRoomNotification((frame) => {
+    if (frame.payload.message.startsWith("💬")) seen.push(frame.payload.message);
+  });
+  reader.onRecovery((event) => recoveries.push(event));
+  await joined(reader);
+  const sent = [];
+  const send = (text) => {
+    sent.push(`💬 ${text}`);
+    writer.sendRoomChat({ message: text });
+  };
+  const until = async (check, what) => {
+    const deadline = Date.now() + 10000;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+  try {
+    send("before");
+    await until(() => seen.length === 1, "the first message");
+    // Cut: the reader is off while messages keep coming.
+    proxy.cut();
+    await until(() => reader.status !== "open", "the cut to be noticed");
+    for (let i = 0; i < 20; i++) send(`while away ${i}`);
+    await writer.requestPing(); // the writer's messages are through the server
+    proxy.heal();
+    // And more while it reconnects and recovers: none may come twice or overtake the missed.
+    const live = setInterval(() => send(`live ${sent.length}`), 5);
+    await until(() => recoveries.length === 1, "the recovery");
+    clearInterval(live);
+    send("last");
+    await until(() => seen.at(-1) === "💬 last", "the last message");
+    assert.deepEqual(seen, sent);
+    assert.equal(recoveries[0].recovered, true);
+    assert.ok(recoveries[0].missed >= 20, `missed ${recoveries[0].missed}`);
+  } finally {
+    reader.close();
+    writer.close();
+    proxy.close();
+  }
+});
+
+test("a gap larger than the history is reported, and what is kept is still delivered in order", async () => {
+  const small = await startServer({ env: { HISTORY_SIZE: "3" } });
+  const proxy = await cuttableProxy(small);
+  try {
+    const reader = new client.RoomChatClient(
+      { room_name: "gap" },
+      { baseUrl: proxy.ws, WebSocket, reconnect: { initialDelayMs: 50, maxDelayMs: 100 } },
+    );
+    const writer = new client.RoomChatClient({ room_name: "gap" }, { baseUrl: small.ws, WebSocket });
+    await reader.requestPing();
+    await writer.requestPing();
+    const seen = [];
+    reader.onRoomNotification((frame) => {
+      if (frame.payload.message.startsWith("💬")) seen.push(frame.payload.message);
+    });
+    const recovery = new Promise((resolve) => reader.onRecovery(resolve));
+    const first = new Promise((resolve) => reader.onRoomNotification(resolve));
+    writer.sendRoomChat({ message: "0" });
+    await first;
+    proxy.cut();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    for (let i = 1; i <= 6; i++) writer.sendRoomChat({ message: String(i) });
+    await writer.requestPing();
+    proxy.heal();
+    const event = await recovery;
+    assert.deepEqual(event, { recovered: false, missed: 3, reason: "gap" });
+    assert.deepEqual(seen, ["💬 0", "💬 4", "💬 5", "💬 6"]);
+    reader.close();
+    writer.close();
+  } finally {
+    proxy.close();
+    await small.stop();
+  }
 });

@@ -5,10 +5,32 @@ import { WebSocket as NodeWebSocket } from "ws";
 import {
   RoomChatClient,
   RequestTimeoutError,
+  type HistoryResultMessage,
   type PongMessage,
+  type RecoveryEvent,
   type RoomNotificationMessage,
   type StatusEvent,
 } from "../target/client/room_chat/client.js";
+
+export async function catchingUp(): Promise<number> {
+  // The query parameter is an optional field beside the path's.
+  const chat = new RoomChatClient({ room_name: "general", name: "ada" }, { recoveryLimit: 50 });
+  // @ts-expect-error query parameters are text
+  new RoomChatClient({ room_name: "general", name: 3 });
+  chat.onRecovery((event: RecoveryEvent) => {
+    if (!event.recovered && event.reason === "epoch") chat.close();
+  });
+  chat.onRoomNotification((frame) => {
+    const offset: number | null | undefined = frame.payload.offset;
+    const sender: string | null | undefined = frame.payload.sender;
+    void [offset, sender];
+  });
+  const history: HistoryResultMessage = await chat.requestHistory({ since: 41, limit: 10 });
+  // @ts-expect-error `since` is an offset, not text
+  await chat.requestHistory({ since: "41" });
+  const presence = await chat.requestPresence();
+  return history.payload.messages.length + presence.payload.count;
+}
 
 export async function conversation(): Promise<string> {
   // Node 20: the `ws` package's WebSocket fits the client's constructor type...

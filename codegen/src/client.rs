@@ -27,12 +27,13 @@ const DTS_TEMPLATE: &str = include_str!("../templates/client/client.d.ts.hbs");
 
 /// Names the client module declares itself; a schema or channel whose generated name is one of
 /// these would clash with them in `client.d.ts`, so the document is refused instead.
-const RUNTIME_NAMES: [&str; 14] = [
+const RUNTIME_NAMES: [&str; 15] = [
     "TITLE",
     "VERSION",
     "Envelope",
     "ConnectionStatus",
     "StatusEvent",
+    "RecoveryEvent",
     "WebSocketLike",
     "WebSocketConstructor",
     "ReconnectOptions",
@@ -185,6 +186,24 @@ fn channel_view(api: &ir::Api, channel: &ir::Channel) -> Result<Value, GenerateE
             })
         })
         .collect();
+    let query: Vec<Value> = channel
+        .query
+        .iter()
+        .map(|q| {
+            json!({
+                "name": js_string(&q.name),
+                "key": ts_property_name(&q.name),
+                "doc": jsdoc(q.description.as_deref().unwrap_or(&format!("The `{}` query parameter (left out when not set).", q.name)), "  "),
+            })
+        })
+        .collect();
+    let recovery = channel.recovery.as_ref().map(|r| {
+        json!({
+            "notification": js_string(&r.notification),
+            "request": js_string(&r.request),
+            "reply": js_string(&r.reply),
+        })
+    });
     let class_doc = [
         channel.title.as_deref(),
         channel.summary.as_deref(),
@@ -215,6 +234,8 @@ fn channel_view(api: &ir::Api, channel: &ir::Channel) -> Result<Value, GenerateE
         "address_expr": address_expr(&channel.address),
         "has_parameters": !channel.parameters.is_empty(),
         "parameters": parameters,
+        "query": query,
+        "recovery": recovery,
         "sends": sends,
         "requests": requests,
         "receives": receives,

@@ -147,6 +147,14 @@ pub enum GenerateError {
         /// The cycle, and where it has to pass instead.
         detail: String,
     },
+    /// A channel binding or extension the generator cannot honour.
+    #[error("{pointer}: {detail}")]
+    UnsupportedChannelFeature {
+        /// The binding or extension.
+        pointer: String,
+        /// What is wrong, and what is expected.
+        detail: String,
+    },
     /// `required` names a property that is not declared.
     #[error("{pointer}: `{name}` is required but not among the properties")]
     RequiredNotAProperty {

@@ -303,6 +303,10 @@ fn channel_view(api: &ir::Api, channel: &ir::Channel) -> Value {
             "examples": p.examples,
             "allowed": p.allowed,
         })).collect::<Vec<_>>(),
+        "query": channel.query.iter().map(|q| json!({
+            "name": q.name,
+            "description": markdown_opt(q.description.as_ref()),
+        })).collect::<Vec<_>>(),
         "groups": groups,
         "messages": messages,
     })

@@ -184,6 +184,10 @@ pub struct Channel {
     pub description: Option<String>,
     /// Parameters in address order.
     pub parameters: Vec<Parameter>,
+    /// Optional query parameters of the handshake (the WebSocket binding's `query`), strings.
+    pub query: Vec<QueryParameter>,
+    /// How a client catches up after a reconnect (`x-recovery`), checked against the messages.
+    pub recovery: Option<Recovery>,
     /// Tags.
     pub tags: Vec<String>,
     /// Messages the server receives (client to server).
@@ -196,6 +200,26 @@ pub struct Channel {
     pub handlers: Vec<Operation>,
     /// All messages on the channel.
     pub messages: Vec<Message>,
+}
+
+/// A query parameter of the handshake.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryParameter {
+    /// Its name in the query string.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// The recovery messages of a channel (see `model::Recovery`), by action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    /// The broadcast with `offset` and `epoch`.
+    pub notification: String,
+    /// The request (`since`, `limit`).
+    pub request: String,
+    /// Its reply (`epoch`, `messages`, `complete`).
+    pub reply: String,
 }
 
 /// A channel parameter.

@@ -141,6 +141,44 @@ pub struct Channel {
     /// Tags.
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// Protocol bindings (the generator reads the WebSocket binding's query parameters).
+    #[serde(default)]
+    pub bindings: Option<ChannelBindings>,
+    /// `x-recovery`: how a client catches up after a reconnect (see [`Recovery`]).
+    #[serde(default, rename = "x-recovery")]
+    pub recovery: Option<Recovery>,
+}
+
+/// A channel's `bindings`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelBindings {
+    /// The WebSockets binding.
+    #[serde(default)]
+    pub ws: Option<WsChannelBinding>,
+}
+
+/// The WebSockets channel binding (`bindings.ws`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WsChannelBinding {
+    /// The query parameters of the handshake: an object schema whose properties are strings.
+    #[serde(default)]
+    pub query: Option<Schema>,
+}
+
+/// The `x-recovery` extension of a channel: the messages a client uses to fetch, after a
+/// reconnect, the broadcasts it missed. `notification` payloads carry `offset` (an integer,
+/// increasing) and `epoch` (a string); `request` has a reply, `reply`, whose payload carries
+/// `epoch`, `messages` (notification payloads, oldest first) and `complete`; the request's
+/// payload takes `since` (an offset) and `limit`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// The action of the broadcast that carries `offset` and `epoch`.
+    pub notification: String,
+    /// The action of the request.
+    pub request: String,
+    /// The action of its reply.
+    pub reply: String,
 }
 
 /// A channel parameter.

@@ -458,3 +458,25 @@ fn a_parameter_used_twice_in_the_address_is_refused() {
     );
     assert_eq!(error_of(&spec), "#/channels/room_chat/address: the address `/ws/room/{room_name}/{room_name}` uses `{room_name}` twice; expected each parameter once");
 }
+
+#[test]
+fn recovery_must_name_the_channels_messages() {
+    let spec = edited("      request: history\n", "      request: shout\n");
+    assert_eq!(error_of(&spec), "#/channels/room_chat/x-recovery: `request: shout` is not a message the server receives on this channel");
+    let spec = edited(
+        "      notification: room_notification\n",
+        "      notification: history\n",
+    );
+    assert_eq!(error_of(&spec), "#/channels/room_chat/x-recovery: `notification: history` is not a message the server sends on this channel");
+    let spec = edited("      reply: history_result\n", "      reply: pong\n");
+    assert_eq!(error_of(&spec), "#/channels/room_chat/x-recovery: `reply: pong` is not the reply of the operation that receives `history`");
+}
+
+#[test]
+fn query_parameters_are_strings() {
+    let spec = edited(
+        "            name:\n              type: string\n              description: |\n                Optional display name",
+        "            name:\n              type: integer\n              description: |\n                Optional display name",
+    );
+    assert_eq!(error_of(&spec), "#/channels/room_chat/bindings/ws/query/properties/name: query parameters must be `type: string` (a query string carries text)");
+}

@@ -49,7 +49,7 @@ fn a_new_receive_operation_adds_a_handler_method() {
         ("Typing(TypingMessage),", "the Incoming variant"),
         ("Incoming::Typing(message) => {", "the dispatch arm"),
         (
-            r#"&["ping", "room_chat", "typing"]"#,
+            "\"room_chat\",\n            \"typing\",\n        ];",
             "the sorted action list",
         ),
     ] {

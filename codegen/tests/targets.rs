@@ -117,6 +117,28 @@ fn markup_in_the_document_is_shown_as_text() {
 }
 
 #[test]
+fn query_parameters_and_recovery_reach_the_client_and_the_docs() {
+    let js = one(SPEC, Target::Client, "client.js");
+    let dts = one(SPEC, Target::Client, "client.d.ts");
+    let html = one(SPEC, Target::Html, "docs.html");
+    // The binding's query parameter: optional in the params type, appended when set.
+    assert!(js.contains(r#" + queryString(params, ["name"])"#), "{js}");
+    assert!(dts.contains("  name?: string;"));
+    // `x-recovery` hands its three actions to the runtime.
+    assert!(js.contains(
+        r#"{ notification: "room_notification", request: "history", reply: "history_result" }"#
+    ));
+    assert!(dts.contains("onRecovery(handler: (event: RecoveryEvent) => void): () => void;"));
+    assert!(html.contains("<h4>Query parameters</h4>") && html.contains("<code>name</code>"));
+    // A channel without them gets neither.
+    let plain = SPEC
+        .replacen("    x-recovery:\n      notification: room_notification\n      request: history\n      reply: history_result\n", "", 1)
+        .replacen("    bindings:\n      ws:\n", "    x-bindings:\n      ws:\n", 1);
+    let js = one(&plain, Target::Client, "client.js");
+    assert!(!js.contains("queryString(params, [") && js.contains("}, null);\n  }"));
+}
+
+#[test]
 fn the_client_sends_what_the_server_receives_and_handles_what_it_sends() {
     let js = one(SPEC, Target::Client, "client.js");
     let dts = one(SPEC, Target::Client, "client.d.ts");

@@ -7,7 +7,10 @@ use std::task::{Context, Poll, Waker};
 
 use room_chat_protocol::room_chat::{dispatch, Handler, Incoming};
 use room_chat_protocol::runtime::{failure_frame, rejection_frame, Dispatched};
-use room_chat_protocol::{PingMessage, PongMessage, RoomChatMessage, RoomMessagePayload};
+use room_chat_protocol::{
+    HistoryMessage, HistoryResultMessage, PingMessage, PongMessage, PresenceMessage,
+    PresenceResultMessage, RoomChatMessage, RoomMessagePayload,
+};
 
 /// Runs a future whose handlers never wait.
 fn block_on<F: Future>(future: F) -> F::Output {
@@ -45,6 +48,22 @@ impl Handler<Vec<RoomChatMessage>> for Recorder {
         }
         seen.push(message);
         Ok(())
+    }
+
+    async fn handle_presence(
+        &self,
+        _: &mut Vec<RoomChatMessage>,
+        _: PresenceMessage,
+    ) -> Result<PresenceResultMessage, String> {
+        Err("not part of these tests".into())
+    }
+
+    async fn handle_history(
+        &self,
+        _: &mut Vec<RoomChatMessage>,
+        _: HistoryMessage,
+    ) -> Result<HistoryResultMessage, String> {
+        Err("not part of these tests".into())
     }
 }
 
@@ -110,12 +129,12 @@ fn no_action() {
 fn unknown_action_lists_the_expected_tags_sorted() {
     assert_eq!(
         rejection(r#"{"action": "shout"}"#),
-        r#"{"action":"error","payload":[{"type":"union_tag_invalid","loc":[],"msg":"Input tag 'shout' found using 'action' does not match any of the expected tags: 'ping', 'room_chat'"}]}"#
+        r#"{"action":"error","payload":[{"type":"union_tag_invalid","loc":[],"msg":"Input tag 'shout' found using 'action' does not match any of the expected tags: 'history', 'ping', 'presence', 'room_chat'"}]}"#
     );
     // A server-to-client action is not something a client may send.
     assert_eq!(
         rejection(r#"{"action": "pong"}"#),
-        r#"{"action":"error","payload":[{"type":"union_tag_invalid","loc":[],"msg":"Input tag 'pong' found using 'action' does not match any of the expected tags: 'ping', 'room_chat'"}]}"#
+        r#"{"action":"error","payload":[{"type":"union_tag_invalid","loc":[],"msg":"Input tag 'pong' found using 'action' does not match any of the expected tags: 'history', 'ping', 'presence', 'room_chat'"}]}"#
     );
 }
 

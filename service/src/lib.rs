@@ -10,6 +10,7 @@ pub mod config;
 pub mod docs;
 pub mod metrics;
 pub mod room_chat;
+pub mod rooms;
 pub mod server;
 pub mod web;
 

@@ -28,7 +28,9 @@ async fn main() -> anyhow::Result<()> {
     let layers = config
         .layer_registry()
         .context("setting up the channel layers")?;
-    let app = config.room_chat.clone();
+    let app = config
+        .room_chat_settings()
+        .context("setting up presence and history")?;
     let server = RunningServer::<RoomChatConsumer>::serve(config.clone(), layers, app)
         .await
         .context("starting the server")?;

@@ -3,9 +3,16 @@
 //! Connecting joins the room's group and tells the others; a chat message goes to everyone in
 //! the room, the sender included; leaving tells the others; `ping` gets `pong`. The room name
 //! comes from the URL only: a `room_name` a client puts in its payload is ignored.
+//!
+//! Beyond the tutorial: a connection may carry a display name (`?name=ada`), which becomes the
+//! `sender` of its notices; the room's store ([`crate::rooms`]) keeps who is in the room
+//! (`presence`) and its last chat messages (`history`), each chat message stamped with its
+//! `offset` and `epoch` so a client can catch up after a reconnect.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use axum::http::StatusCode;
@@ -13,15 +20,42 @@ use room_chat_layers::Group;
 use room_chat_protocol::room_chat::{self, Handler, Outgoing, Params};
 use room_chat_protocol::runtime::{self, Dispatched, ErrorItem};
 use room_chat_protocol::{
-    CompleteMessage, GroupCompleteMessage, PingMessage, PongMessage, RoomChatMessage,
-    RoomMessagePayload, RoomNotificationMessage,
+    CompleteMessage, GroupCompleteMessage, HistoryMessage, HistoryPayload, HistoryResultMessage,
+    LocPart, Member, PingMessage, PongMessage, PresenceMessage, PresencePayload,
+    PresenceResultMessage, RoomChatMessage, RoomNotificationMessage, RoomNotificationPayload,
 };
+use room_chat_runtime::settings::positive_duration;
 use room_chat_runtime::{Connection, Consumer, ConsumerError, FrameOutcome, Handshake, Refusal};
+
+use crate::rooms::{
+    now_ms, rfc3339, MemberEntry, MemoryStore, RedisStore, Retention, RoomStore, StoreError,
+    StoredChat,
+};
 
 /// Default of [`RoomChatSettings::max_room_name_chars`].
 pub const MAX_ROOM_NAME_CHARS: usize = 100;
 /// Default of [`RoomChatSettings::max_room_members`].
 pub const MAX_ROOM_MEMBERS: usize = 1000;
+/// Default of [`RoomChatSettings::max_display_name_chars`].
+pub const MAX_DISPLAY_NAME_CHARS: usize = 32;
+/// Default of [`RoomChatSettings::history_size`].
+pub const HISTORY_SIZE: usize = 100;
+/// Default of [`RoomChatSettings::history_max_age`].
+pub const HISTORY_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Default of [`RoomChatSettings::max_history_limit`].
+pub const MAX_HISTORY_LIMIT: usize = 100;
+/// Default of [`RoomChatSettings::max_presence_members`].
+pub const MAX_PRESENCE_MEMBERS: usize = 100;
+/// Default of [`RoomChatSettings::presence_expiry`].
+pub const PRESENCE_EXPIRY: Duration = Duration::from_secs(30);
+/// Default of [`RoomChatSettings::room_query_rate`].
+pub const ROOM_QUERY_RATE: u32 = 2;
+/// Default of [`RoomChatSettings::room_query_burst`].
+pub const ROOM_QUERY_BURST: u32 = 10;
+
+fn human(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
 
 /// The room chat's own settings, and the `clap` group that sets them.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,9 +73,134 @@ pub struct RoomChatSettings {
     #[arg(long, env = "MAX_ROOM_MEMBERS", default_value_t = MAX_ROOM_MEMBERS)]
     pub max_room_members: usize,
 
+    /// Longest accepted display name (`?name=` at connect), in characters after NFC; a longer
+    /// one gets HTTP 403. Names are shown beside every message and in the online list, so they
+    /// are kept to what fits there.
+    #[arg(long, env = "MAX_DISPLAY_NAME_CHARS", default_value_t = MAX_DISPLAY_NAME_CHARS)]
+    pub max_display_name_chars: usize,
+
+    /// Chat messages each room keeps for `history` (the newest ones; shared by every process
+    /// on one Redis). 0 keeps none: messages still get offsets, `history` answers empty.
+    #[arg(long, env = "HISTORY_SIZE", default_value_t = HISTORY_SIZE)]
+    pub history_size: usize,
+
+    /// Messages older than this leave the history; a room with no message for this long
+    /// forgets its history and starts a new epoch.
+    #[arg(long, env = "HISTORY_MAX_AGE", value_parser = positive_duration,
+          default_value = human(HISTORY_MAX_AGE))]
+    pub history_max_age: Duration,
+
+    /// Most messages one `history` answer carries; a request with a larger (or negative)
+    /// `limit` gets an error frame. Bounds the size of one answer frame.
+    #[arg(long, env = "MAX_HISTORY_LIMIT", default_value_t = MAX_HISTORY_LIMIT)]
+    pub max_history_limit: usize,
+
+    /// Most members one `presence` answer lists (`count` is still the whole room, and
+    /// `truncated` says the list was cut). Bounds the size of one answer frame.
+    #[arg(long, env = "MAX_PRESENCE_MEMBERS", default_value_t = MAX_PRESENCE_MEMBERS)]
+    pub max_presence_members: usize,
+
+    /// On Redis, how long a member stays listed after its process stopped renewing it (each
+    /// process renews its members every third of this). The members of a process that crashed
+    /// disappear from `presence` within this time.
+    #[arg(long, env = "PRESENCE_EXPIRY", value_parser = positive_duration,
+          default_value = human(PRESENCE_EXPIRY))]
+    pub presence_expiry: Duration,
+
+    /// `presence` and `history` requests one connection may make per second (0: no limit).
+    /// Each reads the room's store (Redis, in a fleet), so a client looping on them is
+    /// answered with an error frame instead of loading Redis for everyone.
+    #[arg(long, env = "ROOM_QUERY_RATE", default_value_t = ROOM_QUERY_RATE)]
+    pub room_query_rate: u32,
+
+    /// `presence` and `history` requests a connection may make at once above the rate (a page
+    /// asks for both on entering a room, and again after each reconnect).
+    #[arg(long, env = "ROOM_QUERY_BURST", default_value_t = ROOM_QUERY_BURST)]
+    pub room_query_burst: u32,
+
     /// Members per room now, shared by every connection of this process.
     #[arg(skip)]
     pub census: Arc<RoomCensus>,
+
+    /// Where presence and history live: set by [`RoomChatSettings::use_redis`], otherwise an
+    /// in-memory store made on first use.
+    #[arg(skip)]
+    pub store: StoreSlot,
+}
+
+/// The room store shared by every connection of this process (set once).
+#[derive(Debug, Clone, Default)]
+pub struct StoreSlot(Arc<OnceLock<Arc<dyn RoomStore>>>);
+
+impl RoomChatSettings {
+    /// How much history the store keeps.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            size: self.history_size,
+            max_age: self.history_max_age,
+        }
+    }
+
+    /// Keeps presence and history on the Redis at `url` (the first of `REDIS_URL`), shared with
+    /// every process on it. Call before serving, inside the Tokio runtime.
+    pub fn use_redis(&self, url: &str, command_timeout: Duration) -> Result<(), StoreError> {
+        let store = RedisStore::new(url, command_timeout, self.retention(), self.presence_expiry)?;
+        // A second call keeps the first store: every connection must share one.
+        let _ = self.store.0.set(Arc::new(store));
+        Ok(())
+    }
+
+    /// The store: the Redis one if set, otherwise this process's memory.
+    pub fn store(&self) -> Arc<dyn RoomStore> {
+        self.store
+            .0
+            .get_or_init(|| Arc::new(MemoryStore::new(self.retention())))
+            .clone()
+    }
+}
+
+/// This process, in member ids: random, so ids of processes sharing a Redis never collide.
+fn process_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| format!("{:012x}", rand::random::<u64>() >> 16))
+}
+
+/// A token bucket for one connection's `presence` and `history` requests.
+#[derive(Debug)]
+struct QueryBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl QueryBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Members per room in this process, for `max_room_members`. A lock around a map, touched
@@ -112,28 +271,123 @@ pub struct RoomChatConsumer {
     group: Group,
     /// Counted in the room's members while the connection lives.
     _seat: Option<Seat>,
+    /// This connection in the room's presence (its display name, when it has one).
+    member: MemberEntry,
+    store: Arc<dyn RoomStore>,
+    max_history_limit: usize,
+    max_presence_members: usize,
+    queries: Mutex<QueryBucket>,
 }
 
 impl RoomChatConsumer {
     /// The consumer for a connection to the room in `params` (not counted against any room
     /// cap: [`Consumer::accept`] is what admits a handshake).
     pub fn new(params: Params) -> Self {
+        Self::with(params, None, &RoomChatSettings::default_for_tests())
+    }
+
+    fn with(params: Params, name: Option<String>, settings: &RoomChatSettings) -> Self {
+        static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
         let group = Group::for_text(&format!("room_{}", params.room_name));
+        let number = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         Self {
             room_name: params.room_name,
             group,
             _seat: None,
+            member: MemberEntry {
+                id: format!("{}:{number}", process_id()),
+                name,
+                joined_at_ms: now_ms(),
+            },
+            store: settings.store(),
+            max_history_limit: settings.max_history_limit,
+            max_presence_members: settings.max_presence_members,
+            queries: Mutex::new(QueryBucket::new(
+                settings.room_query_rate,
+                settings.room_query_burst,
+            )),
         }
     }
 
-    fn notification(&self, message: String) -> Outgoing {
-        Outgoing::RoomNotification(RoomNotificationMessage {
-            payload: RoomMessagePayload {
-                message,
-                room_name: Some(self.room_name.clone()),
-            },
-        })
+    fn payload(&self, message: String) -> RoomNotificationPayload {
+        RoomNotificationPayload {
+            message,
+            room_name: Some(self.room_name.clone()),
+            sender: self.member.name.clone(),
+            offset: None,
+            epoch: None,
+        }
     }
+
+    fn notification(&self, payload: RoomNotificationPayload) -> Outgoing {
+        Outgoing::RoomNotification(RoomNotificationMessage { payload })
+    }
+
+    /// Takes one of the connection's `presence`/`history` tokens, or says why not.
+    fn take_query(&self, action: &'static str) -> Result<(), RoomChatError> {
+        let mut bucket = self
+            .queries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if bucket.take() {
+            Ok(())
+        } else {
+            Err(RoomChatError::Refused(ErrorItem {
+                kind: "rate_limited".into(),
+                loc: vec![LocPart::Key(action.into())],
+                msg: format!(
+                    "too many presence/history requests: at most {} per second (burst {})",
+                    bucket.rate, bucket.burst
+                ),
+            }))
+        }
+    }
+
+    fn stored_payload(&self, m: StoredChat, epoch: &str) -> RoomNotificationPayload {
+        RoomNotificationPayload {
+            message: m.message,
+            room_name: Some(self.room_name.clone()),
+            sender: m.sender,
+            offset: Some(i64::try_from(m.offset).unwrap_or(i64::MAX)),
+            epoch: Some(epoch.to_owned()),
+        }
+    }
+}
+
+impl RoomChatSettings {
+    /// The defaults, without reading flags or the environment (for consumers built outside a
+    /// server, as in unit tests).
+    fn default_for_tests() -> Self {
+        Self {
+            max_room_name_chars: MAX_ROOM_NAME_CHARS,
+            max_room_members: MAX_ROOM_MEMBERS,
+            max_display_name_chars: MAX_DISPLAY_NAME_CHARS,
+            history_size: HISTORY_SIZE,
+            history_max_age: HISTORY_MAX_AGE,
+            max_history_limit: MAX_HISTORY_LIMIT,
+            max_presence_members: MAX_PRESENCE_MEMBERS,
+            presence_expiry: PRESENCE_EXPIRY,
+            room_query_rate: ROOM_QUERY_RATE,
+            room_query_burst: ROOM_QUERY_BURST,
+            census: Arc::default(),
+            store: StoreSlot::default(),
+        }
+    }
+}
+
+/// Why a room chat handler did not answer as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomChatError {
+    /// The runtime or the channel layer failed.
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
+    /// The room store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The request was valid JSON of the right shape but asked for something the rules refuse
+    /// (a negative `limit`, too many requests); the client gets this as an error frame.
+    #[error("{}", .0.msg)]
+    Refused(ErrorItem),
 }
 
 impl Consumer for RoomChatConsumer {
@@ -159,6 +413,20 @@ impl Consumer for RoomChatConsumer {
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "room_name", e.to_string()))?;
         let room_name =
             room_name(&params.room_name, settings.max_room_name_chars).map_err(refuse)?;
+        let name = query_value(handshake.query, "name")
+            .map(|raw| {
+                let raw = raw.ok_or_else(|| {
+                    Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "display_name",
+                        "display name is not percent-encoded UTF-8",
+                    )
+                })?;
+                display_name(&raw, settings.max_display_name_chars)
+                    .map_err(|e| Refusal::new(StatusCode::FORBIDDEN, "display_name", e.to_string()))
+            })
+            .transpose()?
+            .flatten();
         let seat = settings
             .census
             .seat(&room_name, settings.max_room_members)
@@ -174,14 +442,18 @@ impl Consumer for RoomChatConsumer {
             })?;
         Ok(Self {
             _seat: Some(seat),
-            ..Self::new(Params { room_name })
+            ..Self::with(Params { room_name }, name, settings)
         })
     }
 
     async fn on_connect(&self, conn: &mut Connection<Outgoing>) -> Result<(), ConsumerError> {
         conn.group_add(&self.group).await?;
+        // Presence is a courtesy: a store that fails must not keep anyone out of the room.
+        if let Err(e) = self.store.join(&self.room_name, &self.member).await {
+            tracing::warn!(room = %self.room_name, error = %e, "could not record presence");
+        }
         let joined = format!("🚪 Someone joined room '{}'", self.room_name);
-        conn.broadcast_to_others(&self.group, self.notification(joined))
+        conn.broadcast_to_others(&self.group, self.notification(self.payload(joined)))
             .await
     }
 
@@ -201,9 +473,14 @@ impl Consumer for RoomChatConsumer {
     }
 
     async fn on_disconnect(&self, conn: &mut Connection<Outgoing>) {
+        // Out of the presence first, so a member who refreshes the list on the leave notice no
+        // longer sees the one who left.
+        if let Err(e) = self.store.leave(&self.room_name, &self.member).await {
+            tracing::warn!(room = %self.room_name, error = %e, "could not remove presence; it expires by itself");
+        }
         let left = format!("👋 Someone left room '{}'", self.room_name);
         if let Err(e) = conn
-            .broadcast_to_others(&self.group, self.notification(left))
+            .broadcast_to_others(&self.group, self.notification(self.payload(left)))
             .await
         {
             tracing::warn!(room = %self.room_name, error = %e, "could not send the leave notice");
@@ -223,13 +500,13 @@ impl Consumer for RoomChatConsumer {
 }
 
 impl Handler<Connection<Outgoing>> for RoomChatConsumer {
-    type Error = ConsumerError;
+    type Error = RoomChatError;
 
     async fn handle_ping(
         &self,
         _conn: &mut Connection<Outgoing>,
         _message: PingMessage,
-    ) -> Result<PongMessage, ConsumerError> {
+    ) -> Result<PongMessage, RoomChatError> {
         Ok(PongMessage { payload: () })
     }
 
@@ -237,14 +514,166 @@ impl Handler<Connection<Outgoing>> for RoomChatConsumer {
         &self,
         conn: &mut Connection<Outgoing>,
         message: RoomChatMessage,
-    ) -> Result<(), ConsumerError> {
+    ) -> Result<(), RoomChatError> {
         let text = format!("💬 {}", message.payload.message);
-        conn.broadcast(&self.group, self.notification(text)).await
+        let mut payload = self.payload(text);
+        // The message is stamped before it is broadcast, so every receiver sees its offset. A
+        // store that fails costs the message its place in history, not its delivery.
+        match self
+            .store
+            .append(&self.room_name, &payload.message, payload.sender.as_deref())
+            .await
+        {
+            Ok(stamp) => {
+                payload.offset = Some(i64::try_from(stamp.offset).unwrap_or(i64::MAX));
+                payload.epoch = Some(stamp.epoch);
+            }
+            Err(e) => {
+                tracing::warn!(room = %self.room_name, error = %e, "message not kept in history");
+            }
+        }
+        Ok(conn
+            .broadcast(&self.group, self.notification(payload))
+            .await?)
+    }
+
+    async fn handle_presence(
+        &self,
+        _conn: &mut Connection<Outgoing>,
+        _message: PresenceMessage,
+    ) -> Result<PresenceResultMessage, RoomChatError> {
+        self.take_query("presence")?;
+        let max = self.max_presence_members;
+        let presence = self.store.presence(&self.room_name, max).await?;
+        let members: Vec<Member> = presence
+            .members
+            .into_iter()
+            .take(max)
+            .map(|m| Member {
+                name: m.name,
+                joined_at: rfc3339(m.joined_at_ms),
+            })
+            .collect();
+        Ok(PresenceResultMessage {
+            payload: PresencePayload {
+                room_name: self.room_name.clone(),
+                count: i64::try_from(presence.count).unwrap_or(i64::MAX),
+                truncated: members.len() < presence.count,
+                members,
+            },
+        })
+    }
+
+    async fn handle_history(
+        &self,
+        _conn: &mut Connection<Outgoing>,
+        message: HistoryMessage,
+    ) -> Result<HistoryResultMessage, RoomChatError> {
+        let request = message.payload;
+        let bad = |field: &str, kind: &str, msg: String| {
+            RoomChatError::Refused(ErrorItem {
+                kind: kind.into(),
+                loc: vec![
+                    LocPart::Key("history".into()),
+                    LocPart::Key("payload".into()),
+                    LocPart::Key(field.into()),
+                ],
+                msg,
+            })
+        };
+        let since = match request.since {
+            None => None,
+            Some(since) => Some(u64::try_from(since).map_err(|_| {
+                bad(
+                    "since",
+                    "greater_than_equal",
+                    "Input should be greater than or equal to 0".into(),
+                )
+            })?),
+        };
+        let max = self.max_history_limit;
+        let limit = match request.limit {
+            None => max,
+            Some(limit) => usize::try_from(limit)
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| {
+                    bad(
+                        "limit",
+                        if limit < 0 {
+                            "greater_than_equal"
+                        } else {
+                            "less_than_equal"
+                        },
+                        if limit < 0 {
+                            "Input should be greater than or equal to 0".into()
+                        } else {
+                            format!("Input should be less than or equal to {max}")
+                        },
+                    )
+                })?,
+        };
+        self.take_query("history")?;
+        let history = self.store.history(&self.room_name, since, limit).await?;
+        let epoch = history.epoch;
+        Ok(HistoryResultMessage {
+            payload: HistoryPayload {
+                room_name: self.room_name.clone(),
+                messages: history
+                    .messages
+                    .into_iter()
+                    .map(|m| self.stored_payload(m, &epoch))
+                    .collect(),
+                epoch,
+                complete: history.complete,
+            },
+        })
     }
 }
 
+/// The value of `key` in a query string, percent-decoded (`+` is a space, as forms write it):
+/// `None` when absent, `Some(None)` when it is not UTF-8 once decoded, `Some(Some(""))` when
+/// empty. The first occurrence wins.
+fn query_value(query: Option<&str>, key: &str) -> Option<Option<String>> {
+    let pair = query?
+        .split('&')
+        .find(|pair| pair.split('=').next() == Some(key))?;
+    let raw = pair
+        .split_once('=')
+        .map_or("", |(_, v)| v)
+        .replace('+', " ");
+    Some(
+        percent_encoding::percent_decode_str(&raw)
+            .decode_utf8()
+            .ok()
+            .map(|v| v.into_owned()),
+    )
+}
+
+/// Why a display name is refused: the room-name rule's reasons (but `/` is allowed), in
+/// words about names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.to_string().replacen("room name", "display name", 1))]
+pub struct DisplayNameError(pub RoomNameError);
+
+/// The display-name rule (also stated in the contract's `name` query parameter): the name in
+/// Unicode NFC, 1 to `max` characters of visible text, with the room-name rule's exclusions
+/// but `/` allowed; an empty `?name=` means anonymous (`Ok(None)`). Names are shown beside
+/// other people's messages, so invisible and reordering characters are refused for the same
+/// reason as in room names: they let one name pass for another.
+pub fn display_name(text: &str, max: usize) -> Result<Option<String>, DisplayNameError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    // The room-name rule on the name with `/` swapped for a letter, then the real name back.
+    let probe = text.replace('/', "a");
+    room_name(&probe, max).map_err(DisplayNameError)?;
+    use unicode_normalization::UnicodeNormalization;
+    Ok(Some(text.nfc().collect()))
+}
+
 /// What the generated dispatcher did, as the frames the runtime sends back.
-fn outcome(dispatched: Dispatched<Outgoing, ConsumerError>) -> FrameOutcome {
+fn outcome(dispatched: Dispatched<Outgoing, RoomChatError>) -> FrameOutcome {
     match dispatched {
         Dispatched::Handled { reply, action } => match reply.map(|r| serde_json::to_string(&r)) {
             None => FrameOutcome::Handled { reply: None },
@@ -259,6 +688,12 @@ fn outcome(dispatched: Dispatched<Outgoing, ConsumerError>) -> FrameOutcome {
         },
         Dispatched::Rejected { errors } => FrameOutcome::Rejected {
             error_frame: Utf8Bytes::from(runtime::rejection_frame(&errors)),
+        },
+        Dispatched::Failed {
+            error: RoomChatError::Refused(item),
+            ..
+        } => FrameOutcome::Rejected {
+            error_frame: Utf8Bytes::from(runtime::rejection_frame(&[item])),
         },
         Dispatched::Failed { action, error } => FrameOutcome::Failed {
             action,

@@ -53,6 +53,9 @@ pub enum ServerError {
     /// I/O while serving.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    /// The room store (presence, history) could not be set up.
+    #[error("room store: {0}")]
+    Store(#[from] crate::rooms::StoreError),
 }
 
 /// What every route needs, whatever app the WebSocket route serves.
@@ -545,7 +548,7 @@ pub struct RunningServer<C: Consumer = RoomChatConsumer> {
 impl RunningServer<RoomChatConsumer> {
     /// Binds `config.host:config.port` and serves the room chat in a background task.
     pub async fn start(config: Config, layers: LayerRegistry) -> Result<Self, ServerError> {
-        let app = config.room_chat.clone();
+        let app = config.room_chat_settings()?;
         Self::serve(config, layers, app).await
     }
 }

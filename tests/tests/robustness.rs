@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use room_chat::metrics::CloseReason;
-use room_chat_e2e::{chat, joined, left, Client, Closed, Layer, TestServer};
+use room_chat_e2e::{chat, joined, left, tutorial_view, Client, Closed, Layer, TestServer};
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_with_1008_and_others_get_everything() {
@@ -85,10 +85,7 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() {
     // `silent` does not read, so it answers no ping; `active` keeps reading, so its client
     // library answers the server's pings and it stays. It sees the other leave.
     let frame = active.try_recv_text(Duration::from_secs(5)).await;
-    assert_eq!(
-        frame.map(|f| serde_json::from_str::<serde_json::Value>(&f).unwrap()),
-        Some(left("general"))
-    );
+    assert_eq!(frame.map(|f| tutorial_view(&f)), Some(left("general")));
     let mut silent = silent;
     let (_, closed) = silent.recv_until_closed(Duration::from_secs(5)).await;
     assert_eq!(closed, Closed::Frame(1001, "idle timeout".into()));
@@ -105,9 +102,9 @@ async fn shutdown_sends_leave_notices_then_close_frames() {
     let (b_frames, b_closed) = b.recv_until_closed(Duration::from_secs(5)).await;
     assert_eq!(a_closed, Closed::Frame(1001, "server shutting down".into()));
     assert_eq!(b_closed, Closed::Frame(1001, "server shutting down".into()));
-    let left_notice = left("general").to_string();
-    assert_eq!(a_frames, vec![left_notice.clone()]);
-    assert_eq!(b_frames, vec![left_notice]);
+    let view = |frames: Vec<String>| frames.iter().map(|f| tutorial_view(f)).collect::<Vec<_>>();
+    assert_eq!(view(a_frames), vec![left("general")]);
+    assert_eq!(view(b_frames), vec![left("general")]);
     assert!(
         clean.await.unwrap(),
         "every connection finished within the timeout"

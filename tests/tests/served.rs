@@ -34,6 +34,8 @@ async fn the_client_view_flips_every_operation_and_names_it_from_the_clients_sid
     let client_ids = [
         ("handle_ping", "send_ping"),
         ("handle_room_chat", "send_room_chat"),
+        ("handle_presence", "send_presence"),
+        ("handle_history", "send_history"),
         ("send_room_notification", "receive_room_notification"),
         ("send_error", "receive_error"),
         ("send_complete", "receive_complete"),

@@ -102,6 +102,11 @@ impl<'d> Lowering<'d> {
             }
             lowered_operations.push(operation);
         }
+        let query = query_parameters(channel, pointer)?;
+        let recovery = match &channel.recovery {
+            None => None,
+            Some(r) => Some(self.recovery(r, &incoming, &outgoing, &handlers, pointer)?),
+        };
         // A client that sends a frame the server cannot decode must learn so, in a message the
         // contract declares.
         if !handlers.is_empty() && !outgoing.0.contains_key("error") {
@@ -120,6 +125,8 @@ impl<'d> Lowering<'d> {
             summary: channel.summary.clone(),
             description: channel.description.clone(),
             parameters,
+            query,
+            recovery,
             tags: channel.tags.iter().map(|t| t.name.clone()).collect(),
             incoming: incoming.0.into_values().collect(),
             outgoing: outgoing.0.into_values().collect(),
@@ -490,4 +497,91 @@ fn address_parameters(address: &str) -> Vec<String> {
         rest = &after[end + 1..];
     }
     out
+}
+
+/// The query parameters of a channel's WebSocket binding: an object schema whose properties
+/// are strings (what a query string carries), each optional.
+fn query_parameters(channel: &Channel, pointer: &str) -> Result<Vec<ir::QueryParameter>> {
+    let Some(schema) = channel
+        .bindings
+        .as_ref()
+        .and_then(|b| b.ws.as_ref())
+        .and_then(|ws| ws.query.as_ref())
+    else {
+        return Ok(Vec::new());
+    };
+    let pointer = format!("{pointer}/bindings/ws/query");
+    let is = |s: &crate::model::Schema, name: &str| matches!(&s.type_names, Some(crate::model::TypeNames::One(t)) if t == name);
+    if !is(schema, "object") || schema.reference.is_some() {
+        return Err(GenerateError::UnsupportedChannelFeature {
+            pointer,
+            detail: "the query must be an inline `type: object` schema".into(),
+        });
+    }
+    schema
+        .properties
+        .iter()
+        .map(|(name, property)| {
+            if !is(property, "string") {
+                return Err(GenerateError::UnsupportedChannelFeature {
+                    pointer: format!("{pointer}/properties/{}", escape_pointer(name)),
+                    detail: "query parameters must be `type: string` (a query string carries text)"
+                        .into(),
+                });
+            }
+            Ok(ir::QueryParameter {
+                name: name.clone(),
+                description: property.description.clone(),
+            })
+        })
+        .collect()
+}
+
+impl Lowering<'_> {
+    /// Checks `x-recovery` against the channel: the notification is something the server sends,
+    /// the request something it receives, answered by the reply.
+    fn recovery(
+        &self,
+        recovery: &crate::model::Recovery,
+        incoming: &Direction,
+        outgoing: &Direction,
+        handlers: &[ir::Operation],
+        pointer: &str,
+    ) -> Result<ir::Recovery> {
+        let pointer = format!("{pointer}/x-recovery");
+        let refuse = |detail: String| GenerateError::UnsupportedChannelFeature {
+            pointer: pointer.clone(),
+            detail,
+        };
+        if !outgoing.0.contains_key(&recovery.notification) {
+            return Err(refuse(format!(
+                "`notification: {}` is not a message the server sends on this channel",
+                recovery.notification
+            )));
+        }
+        if !incoming.0.contains_key(&recovery.request) {
+            return Err(refuse(format!(
+                "`request: {}` is not a message the server receives on this channel",
+                recovery.request
+            )));
+        }
+        let answered = handlers.iter().any(|op| {
+            op.messages.iter().any(|m| m.action == recovery.request)
+                && op
+                    .reply
+                    .as_ref()
+                    .is_some_and(|r| r.action == recovery.reply)
+        });
+        if !answered {
+            return Err(refuse(format!(
+                "`reply: {}` is not the reply of the operation that receives `{}`",
+                recovery.reply, recovery.request
+            )));
+        }
+        Ok(ir::Recovery {
+            notification: recovery.notification.clone(),
+            request: recovery.request.clone(),
+            reply: recovery.reply.clone(),
+        })
+    }
 }

@@ -107,8 +107,9 @@ impl Decode for RoomMessagePayload {
 /// The frame of the `room_notification` message; `action` is implied by the enum variant that holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RoomNotificationMessage {
-    /// The text of a chat message or notice, and the room it belongs to.
-    pub payload: RoomMessagePayload,
+    /// The text of a chat message or notice, the room it belongs to, who it is about and, for
+    /// chat messages, its place in the room's history.
+    pub payload: RoomNotificationPayload,
 }
 
 impl Decode for RoomNotificationMessage {
@@ -120,6 +121,52 @@ impl Decode for RoomNotificationMessage {
         let object = decode::object(value, "RoomNotificationMessage", loc, errors)?;
         let payload = decode::required(object, "payload", loc, errors);
         Some(Self { payload: payload? })
+    }
+}
+
+/// The text of a chat message or notice, the room it belongs to, who it is about and, for
+/// chat messages, its place in the room's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RoomNotificationPayload {
+    /// The text, starting with 💬, 🚪 or 👋 (the tutorial's notices, unchanged).
+    pub message: String,
+    /// The room; always set.
+    #[serde(default)]
+    pub room_name: Option<String>,
+    /// In notifications, the display name of who sent the message, joined or left (the
+    /// `name` of their connection), or null when anonymous. A Python node of the tutorial leaves it out.
+    #[serde(default)]
+    pub sender: Option<String>,
+    /// In chat notifications, the message's place in the room's history: strictly
+    /// increasing per room within one `epoch`. Null on join and leave notices and from
+    /// servers that keep no history (a Python node of the tutorial leaves it out).
+    #[serde(default)]
+    pub offset: Option<i64>,
+    /// In chat notifications, which history `offset` counts in; it changes when the room's
+    /// history is lost, and offsets of different epochs cannot be compared.
+    #[serde(default)]
+    pub epoch: Option<String>,
+}
+
+impl Decode for RoomNotificationPayload {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "RoomNotificationPayload", loc, errors)?;
+        let message = decode::required(object, "message", loc, errors);
+        let room_name = decode::optional(object, "room_name", loc, errors);
+        let sender = decode::optional(object, "sender", loc, errors);
+        let offset = decode::optional(object, "offset", loc, errors);
+        let epoch = decode::optional(object, "epoch", loc, errors);
+        Some(Self {
+            message: message?,
+            room_name: room_name?,
+            sender: sender?,
+            offset: offset?,
+            epoch: epoch?,
+        })
     }
 }
 
@@ -201,6 +248,216 @@ impl Decode for ErrorPayload {
     }
 }
 
+/// Asks who is in the room.
+///
+/// The frame of the `presence` message; `action` is implied by the enum variant that holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PresenceMessage {
+    /// Always null; may be left out.
+    #[serde(default)]
+    pub payload: (),
+}
+
+impl Decode for PresenceMessage {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "PresenceMessage", loc, errors)?;
+        let payload = decode::optional(object, "payload", loc, errors);
+        Some(Self { payload: payload? })
+    }
+}
+
+/// The members of the room, on every server sharing the channel layer.
+///
+/// The frame of the `presence_result` message; `action` is implied by the enum variant that holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PresenceResultMessage {
+    /// Who is in the room.
+    pub payload: PresencePayload,
+}
+
+impl Decode for PresenceResultMessage {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "PresenceResultMessage", loc, errors)?;
+        let payload = decode::required(object, "payload", loc, errors);
+        Some(Self { payload: payload? })
+    }
+}
+
+/// Who is in the room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PresencePayload {
+    /// Room Name
+    pub room_name: String,
+    /// Members in the room, listed or not.
+    pub count: i64,
+    /// In the order they joined, at most `MAX_PRESENCE_MEMBERS`.
+    pub members: Vec<Member>,
+    /// Whether `members` leaves some out.
+    pub truncated: bool,
+}
+
+impl Decode for PresencePayload {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "PresencePayload", loc, errors)?;
+        let room_name = decode::required(object, "room_name", loc, errors);
+        let count = decode::required(object, "count", loc, errors);
+        let members = decode::required(object, "members", loc, errors);
+        let truncated = decode::required(object, "truncated", loc, errors);
+        Some(Self {
+            room_name: room_name?,
+            count: count?,
+            members: members?,
+            truncated: truncated?,
+        })
+    }
+}
+
+/// One connection in the room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Member {
+    /// The connection's display name, or null when anonymous.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// When the connection joined: RFC 3339 in UTC with milliseconds
+    /// (`2026-01-01T12:00:00.000Z`). Plain text rather than `format: date-time`, so model
+    /// generators keep it a string and a frame re-encodes to itself.
+    pub joined_at: String,
+}
+
+impl Decode for Member {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "Member", loc, errors)?;
+        let name = decode::optional(object, "name", loc, errors);
+        let joined_at = decode::required(object, "joined_at", loc, errors);
+        Some(Self {
+            name: name?,
+            joined_at: joined_at?,
+        })
+    }
+}
+
+/// Asks for the room's retained chat messages.
+///
+/// The frame of the `history` message; `action` is implied by the enum variant that holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HistoryMessage {
+    /// Which messages to send back.
+    pub payload: HistoryRequest,
+}
+
+impl Decode for HistoryMessage {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "HistoryMessage", loc, errors)?;
+        let payload = decode::required(object, "payload", loc, errors);
+        Some(Self { payload: payload? })
+    }
+}
+
+/// Which messages to send back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HistoryRequest {
+    /// Only messages with a greater `offset` (the last one a client saw); null for the
+    /// newest ones.
+    #[serde(default)]
+    pub since: Option<i64>,
+    /// At most this many messages, 0 to `MAX_HISTORY_LIMIT` (100); null or left out for
+    /// `MAX_HISTORY_LIMIT`.
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+impl Decode for HistoryRequest {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "HistoryRequest", loc, errors)?;
+        let since = decode::optional(object, "since", loc, errors);
+        let limit = decode::optional(object, "limit", loc, errors);
+        Some(Self {
+            since: since?,
+            limit: limit?,
+        })
+    }
+}
+
+/// Retained chat messages of the room.
+///
+/// The frame of the `history_result` message; `action` is implied by the enum variant that holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HistoryResultMessage {
+    /// The messages after `since`, oldest first.
+    pub payload: HistoryPayload,
+}
+
+impl Decode for HistoryResultMessage {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "HistoryResultMessage", loc, errors)?;
+        let payload = decode::required(object, "payload", loc, errors);
+        Some(Self { payload: payload? })
+    }
+}
+
+/// The messages after `since`, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HistoryPayload {
+    /// Room Name
+    pub room_name: String,
+    /// The history's epoch now; if it is not the one a client's offsets came from, they were lost.
+    pub epoch: String,
+    /// Chat notification payloads, each with its `offset`, oldest first.
+    pub messages: Vec<RoomNotificationPayload>,
+    /// Whether `messages` holds every chat message after `since` (with `since` null:
+    /// since the room's history began): false when older ones were dropped by
+    /// `HISTORY_SIZE` or `HISTORY_MAX_AGE`, or newer ones cut by `limit`.
+    pub complete: bool,
+}
+
+impl Decode for HistoryPayload {
+    fn decode(
+        value: &serde_json::Value,
+        loc: &decode::Loc<'_>,
+        errors: &mut Vec<protocol_runtime::ErrorItem>,
+    ) -> Option<Self> {
+        let object = decode::object(value, "HistoryPayload", loc, errors)?;
+        let room_name = decode::required(object, "room_name", loc, errors);
+        let epoch = decode::required(object, "epoch", loc, errors);
+        let messages = decode::required(object, "messages", loc, errors);
+        let complete = decode::required(object, "complete", loc, errors);
+        Some(Self {
+            room_name: room_name?,
+            epoch: epoch?,
+            messages: messages?,
+            complete: complete?,
+        })
+    }
+}
+
 /// Sent after each handled frame when completion frames are on.
 ///
 /// The frame of the `complete` message; `action` is implied by the enum variant that holds it.
@@ -249,6 +506,10 @@ impl Decode for GroupCompleteMessage {
 ///
 /// Room Chat Consumer - dynamic room-based messaging. Each connection joins the group of the
 /// room named in the path. Rooms are isolated: nothing sent in one room reaches another.
+///
+/// A client that reconnects can fetch the chat messages it missed: `history` with `since`
+/// set to the last `offset` it saw (`x-recovery` names these messages for client
+/// generators).
 ///
 /// To join the room `general` of the service started with `make run`, connect to
 /// `ws://localhost:8000/ws/room/general`.
@@ -304,17 +565,28 @@ pub mod room_chat {
         Ping(PingMessage),
         /// A chat message from a client to its room.
         RoomChat(RoomChatMessage),
+        /// Ask who is in the room.
+        Presence(PresenceMessage),
+        /// Ask for the room's chat messages after an offset.
+        History(HistoryMessage),
     }
 
     impl Incoming {
         /// Every action, sorted (the order error messages list them in).
-        pub const ACTIONS: &'static [&'static str] = &["ping", "room_chat"];
+        pub const ACTIONS: &'static [&'static str] = &[
+            "history",
+            "ping",
+            "presence",
+            "room_chat",
+        ];
 
         /// The message's action.
         pub fn action(&self) -> &'static str {
             match self {
                 Self::Ping(_) => "ping",
                 Self::RoomChat(_) => "room_chat",
+                Self::Presence(_) => "presence",
+                Self::History(_) => "history",
             }
         }
 
@@ -350,6 +622,8 @@ pub mod room_chat {
             match action {
                 "ping" => Deserialize::deserialize(fields).map(Self::Ping),
                 "room_chat" => Deserialize::deserialize(fields).map(Self::RoomChat),
+                "presence" => Deserialize::deserialize(fields).map(Self::Presence),
+                "history" => Deserialize::deserialize(fields).map(Self::History),
                 _ => Err(protocol_runtime::frame::walker_only(action)),
             }
         }
@@ -363,6 +637,8 @@ pub mod room_chat {
             match action {
                 "ping" => Decode::decode(frame, loc, errors).map(Self::Ping),
                 "room_chat" => Decode::decode(frame, loc, errors).map(Self::RoomChat),
+                "presence" => Decode::decode(frame, loc, errors).map(Self::Presence),
+                "history" => Decode::decode(frame, loc, errors).map(Self::History),
                 _ => None,
             }
         }
@@ -375,6 +651,10 @@ pub mod room_chat {
     pub enum Outgoing {
         /// The answer to a ping.
         Pong(PongMessage),
+        /// The members of the room.
+        PresenceResult(PresenceResultMessage),
+        /// Retained chat messages, oldest first.
+        HistoryResult(HistoryResultMessage),
         /// A chat message or a join/leave notice, pushed to room members.
         RoomNotification(RoomNotificationMessage),
         /// Why a frame could not be handled.
@@ -391,7 +671,9 @@ pub mod room_chat {
             "complete",
             "error",
             "group_complete",
+            "history_result",
             "pong",
+            "presence_result",
             "room_notification",
         ];
 
@@ -399,6 +681,8 @@ pub mod room_chat {
         pub fn action(&self) -> &'static str {
             match self {
                 Self::Pong(_) => "pong",
+                Self::PresenceResult(_) => "presence_result",
+                Self::HistoryResult(_) => "history_result",
                 Self::RoomNotification(_) => "room_notification",
                 Self::Error(_) => "error",
                 Self::Complete(_) => "complete",
@@ -437,6 +721,10 @@ pub mod room_chat {
         ) -> Result<Self, D::Error> {
             match action {
                 "pong" => Deserialize::deserialize(fields).map(Self::Pong),
+                "presence_result" => {
+                    Deserialize::deserialize(fields).map(Self::PresenceResult)
+                }
+                "history_result" => Deserialize::deserialize(fields).map(Self::HistoryResult),
                 "room_notification" => {
                     Deserialize::deserialize(fields).map(Self::RoomNotification)
                 }
@@ -454,6 +742,12 @@ pub mod room_chat {
         ) -> Option<Self> {
             match action {
                 "pong" => Decode::decode(frame, loc, errors).map(Self::Pong),
+                "presence_result" => {
+                    Decode::decode(frame, loc, errors).map(Self::PresenceResult)
+                }
+                "history_result" => {
+                    Decode::decode(frame, loc, errors).map(Self::HistoryResult)
+                }
                 "room_notification" => {
                     Decode::decode(frame, loc, errors).map(Self::RoomNotification)
                 }
@@ -496,6 +790,42 @@ pub mod room_chat {
             ctx: &mut Ctx,
             message: RoomChatMessage,
         ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+
+        /// Who is in the room
+        ///
+        /// Answered with the room's members on every server that shares the channel layer (each
+        /// process keeps its members' entries alive with heartbeats, so a crashed server's members
+        /// disappear within `PRESENCE_EXPIRY`, 30 s by default). At most `MAX_PRESENCE_MEMBERS`
+        /// (100) members are listed, in the order they joined; `count` is the whole room and
+        /// `truncated` says whether the list was cut. Limited per connection by `ROOM_QUERY_RATE`.
+        ///
+        /// Operation `handle_presence`; its return value is sent back as `presence_result`, carrying the request's `ref`.
+        fn handle_presence(
+            &self,
+            ctx: &mut Ctx,
+            message: PresenceMessage,
+        ) -> impl std::future::Future<
+            Output = Result<PresenceResultMessage, Self::Error>,
+        > + Send;
+
+        /// The room's recent chat messages
+        ///
+        /// Answered with the retained chat messages of the room after `since` (an `offset` seen
+        /// earlier), oldest first, at most `limit`; with `since` null, the newest `limit`. The room
+        /// keeps its last `HISTORY_SIZE` (100) chat messages for `HISTORY_MAX_AGE` (1 h), shared by
+        /// every server on the same Redis. `epoch` changes when the room's history was lost (Redis
+        /// flushed, the room forgotten): offsets of another epoch mean nothing. `limit` must be
+        /// between 0 and `MAX_HISTORY_LIMIT` (100); a bad request gets an `error` frame. Limited per
+        /// connection by `ROOM_QUERY_RATE`.
+        ///
+        /// Operation `handle_history`; its return value is sent back as `history_result`, carrying the request's `ref`.
+        fn handle_history(
+            &self,
+            ctx: &mut Ctx,
+            message: HistoryMessage,
+        ) -> impl std::future::Future<
+            Output = Result<HistoryResultMessage, Self::Error>,
+        > + Send;
     }
 
     /// Reads one text frame and runs the matching handler method.
@@ -519,6 +849,20 @@ pub mod room_chat {
             Incoming::RoomChat(message) => {
                 let result = handler.handle_room_chat(ctx, message).await;
                 Dispatched::handled("room_chat", result)
+            }
+            Incoming::Presence(message) => {
+                let reply = handler
+                    .handle_presence(ctx, message)
+                    .await
+                    .map(Outgoing::PresenceResult);
+                Dispatched::replied("presence", reply, &frame.envelope)
+            }
+            Incoming::History(message) => {
+                let reply = handler
+                    .handle_history(ctx, message)
+                    .await
+                    .map(Outgoing::HistoryResult);
+                Dispatched::replied("history", reply, &frame.envelope)
             }
         }
     }

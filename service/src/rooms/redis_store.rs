@@ -1,0 +1,404 @@
+//! The room store on Redis, shared by every process that uses the same Redis.
+//!
+//! Per room (the name hex-encoded inside a `{...}` hash tag, so one room's keys stay on one
+//! Cluster slot and any text is a safe key):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `room-chat:{<hex>}:meta` | hash | `epoch` and `seq` (the newest offset): one key, so they are lost together |
+//! | `room-chat:{<hex>}:log` | list | the newest `HISTORY_SIZE` messages, `<offset> <json>`, oldest first |
+//! | `room-chat:{<hex>}:presence` | sorted set | members (JSON) scored by their last heartbeat, in ms |
+//!
+//! `meta` and `log` expire `HISTORY_MAX_AGE` after the room's last message; when `meta` is gone
+//! (expired, flushed, evicted) the next message starts a new epoch at offset 1. A member's entry
+//! is re-added by its process every `PRESENCE_EXPIRY / 3`; readers first drop entries whose
+//! heartbeat is older than `PRESENCE_EXPIRY`, so the members of a process that died vanish
+//! within that time (process clocks must agree to well within it). Keys the Python layers use
+//! are never touched.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use tokio::sync::OnceCell;
+
+use super::{
+    new_epoch, now_ms, select, History, MemberEntry, Presence, Retention, RoomStore, Stamp,
+    StoreError, StoredChat,
+};
+
+/// Appends one message: starts an epoch if the room has none, takes the next offset, pushes,
+/// trims to the retained size and renews the expiry. One script, so two processes appending at
+/// once cannot give the same offset or interleave push and trim.
+const APPEND: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local keep = tonumber(ARGV[3])
+if keep > 0 then
+  redis.call('RPUSH', KEYS[2], offset .. ' ' .. ARGV[2])
+  redis.call('LTRIM', KEYS[2], -keep, -1)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {offset, epoch}
+";
+
+/// Reads the epoch, the newest offset and the retained messages; a room with no epoch gets one
+/// (so a client that asks before anyone spoke has an epoch to compare later messages with).
+const READ: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return {epoch, redis.call('HGET', KEYS[1], 'seq'), redis.call('LRANGE', KEYS[2], 0, -1)}
+";
+
+/// After a failed or timed-out command, how long every command fails at once instead of waiting
+/// on Redis again. The store sits on the path of every chat message sent (the append that gives
+/// it its offset): without this, a Redis that hangs would hold each sender's messages for the
+/// whole command timeout, one after the other, and deliver them late; with it, messages go out
+/// at once without an offset until Redis answers again.
+const BACK_OFF: Duration = Duration::from_secs(1);
+
+/// Members this process keeps alive: room → the JSON of each member.
+type Local = Mutex<HashMap<String, Vec<String>>>;
+
+/// Presence and history on Redis.
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: OnceCell<ConnectionManager>,
+    timeout: Duration,
+    retention: Retention,
+    presence_expiry: Duration,
+    local: Local,
+    append: Script,
+    read: Script,
+    /// Until when (ms since the Unix epoch) commands fail at once; see [`BACK_OFF`].
+    down_until_ms: AtomicU64,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("retention", &self.inner.retention)
+            .field("presence_expiry", &self.inner.presence_expiry)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(room: &str, what: &str) -> String {
+    format!("room-chat:{{{}}}:{what}", hex::encode(room.as_bytes()))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url`. Connects on first use (and reconnects by itself), so a
+    /// Redis that is down at start-up delays presence and history, not the service. Must be
+    /// called inside a Tokio runtime: it starts the presence heartbeat task, which ends when
+    /// the store is dropped.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        retention: Retention,
+        presence_expiry: Duration,
+    ) -> Result<Self, StoreError> {
+        let inner = Arc::new(Inner {
+            client: redis::Client::open(url)?,
+            conn: OnceCell::new(),
+            timeout,
+            retention,
+            presence_expiry,
+            local: Mutex::new(HashMap::new()),
+            append: Script::new(APPEND),
+            read: Script::new(READ),
+            down_until_ms: AtomicU64::new(0),
+        });
+        tokio::spawn(heartbeat(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+}
+
+/// Re-adds every local member with the current time, every third of the expiry, until the store
+/// is dropped. A failed round is logged and retried at the next one: members expire only if
+/// every heartbeat in `PRESENCE_EXPIRY` fails.
+async fn heartbeat(inner: Weak<Inner>) {
+    let every = match inner.upgrade() {
+        Some(inner) => inner.presence_expiry / 3,
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let rooms: Vec<(String, Vec<String>)> = inner
+            .lock_local()
+            .iter()
+            .map(|(room, members)| (room.clone(), members.clone()))
+            .collect();
+        if rooms.is_empty() {
+            continue;
+        }
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        for (room, members) in &rooms {
+            let key = key(room, "presence");
+            for member in members {
+                pipe.zadd(&key, member, now).ignore();
+            }
+            pipe.pexpire(&key, millis(inner.presence_expiry * 2) as i64)
+                .ignore();
+        }
+        if let Err(e) = inner
+            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+        {
+            tracing::warn!(error = %e, "presence heartbeat failed; retrying at the next one");
+        }
+    }
+}
+
+impl Inner {
+    fn lock_local(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        // Each change is one push or removal, so a poisoned lock is taken over.
+        self.local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let conn = self
+            .conn
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+            .await?;
+        Ok(conn.clone())
+    }
+
+    /// Runs one command (or pipeline, or script) within the command timeout.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if now_ms() < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err(StoreError::BackingOff(BACK_OFF));
+        }
+        let work = async {
+            let conn = self.connection().await?;
+            Ok::<T, StoreError>(f(conn).await?)
+        };
+        let result = tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))
+            .and_then(|r| r);
+        if matches!(&result, Err(StoreError::Timeout(_)))
+            || matches!(&result, Err(StoreError::Redis(e)) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal())
+        {
+            self.down_until_ms
+                .store(now_ms() + millis(BACK_OFF), Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    message: String,
+    sender: Option<String>,
+    at_ms: u64,
+}
+
+fn parse_entry(raw: &str) -> Result<StoredChat, StoreError> {
+    let (offset, json) = raw
+        .split_once(' ')
+        .ok_or_else(|| StoreError::Corrupt(raw.chars().take(80).collect()))?;
+    let offset = offset
+        .parse()
+        .map_err(|_| StoreError::Corrupt(raw.chars().take(80).collect()))?;
+    let entry: Entry =
+        serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(StoredChat {
+        offset,
+        message: entry.message,
+        sender: entry.sender,
+        at_ms: entry.at_ms,
+    })
+}
+
+#[async_trait::async_trait]
+impl RoomStore for RedisStore {
+    async fn append(
+        &self,
+        room: &str,
+        message: &str,
+        sender: Option<&str>,
+    ) -> Result<Stamp, StoreError> {
+        let inner = &self.inner;
+        let entry = serde_json::to_string(&Entry {
+            message: message.to_owned(),
+            sender: sender.map(str::to_owned),
+            at_ms: now_ms(),
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut invocation = inner.append.key(key(room, "meta"));
+        invocation
+            .key(key(room, "log"))
+            .arg(new_epoch())
+            .arg(entry)
+            .arg(inner.retention.size)
+            .arg(millis(inner.retention.max_age));
+        let (offset, epoch): (u64, String) = inner
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Ok(Stamp { offset, epoch })
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<History, StoreError> {
+        let inner = &self.inner;
+        let mut invocation = inner.read.key(key(room, "meta"));
+        invocation
+            .key(key(room, "log"))
+            .arg(new_epoch())
+            .arg(millis(inner.retention.max_age));
+        let (epoch, last, raw): (String, u64, Vec<String>) = inner
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        let retained = raw
+            .iter()
+            .map(|r| parse_entry(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (messages, complete) = select(
+            retained,
+            last,
+            since,
+            limit,
+            inner.retention.max_age,
+            now_ms(),
+        );
+        Ok(History {
+            epoch,
+            messages,
+            complete,
+        })
+    }
+
+    async fn join(&self, room: &str, member: &MemberEntry) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let json = serde_json::to_string(member).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        inner
+            .lock_local()
+            .entry(room.to_owned())
+            .or_default()
+            .push(json.clone());
+        let key = key(room, "presence");
+        let ttl = millis(inner.presence_expiry * 2) as i64;
+        let mut pipe = redis::pipe();
+        pipe.zadd(&key, json, now_ms())
+            .ignore()
+            .pexpire(&key, ttl)
+            .ignore();
+        inner
+            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    async fn leave(&self, room: &str, member: &MemberEntry) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let json = serde_json::to_string(member).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        {
+            let mut local = inner.lock_local();
+            if let Some(members) = local.get_mut(room) {
+                members.retain(|m| m != &json);
+                if members.is_empty() {
+                    local.remove(room);
+                }
+            }
+        }
+        let key = key(room, "presence");
+        inner
+            .run(|mut c| async move {
+                redis::cmd("ZREM")
+                    .arg(&key)
+                    .arg(json)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+    }
+
+    async fn presence(&self, room: &str, max: usize) -> Result<Presence, StoreError> {
+        let inner = &self.inner;
+        let key = key(room, "presence");
+        let stale = now_ms().saturating_sub(millis(inner.presence_expiry));
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(format!("({stale}"))
+            .ignore()
+            .zcard(&key)
+            .zrange(&key, 0, isize::try_from(max).unwrap_or(isize::MAX) - 1);
+        let (count, raw): (usize, Vec<String>) = if max == 0 {
+            let (count,): (usize,) = inner
+                .run(|mut c| async move {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic()
+                        .cmd("ZREMRANGEBYSCORE")
+                        .arg(&key)
+                        .arg("-inf")
+                        .arg(format!("({stale}"))
+                        .ignore()
+                        .zcard(&key);
+                    pipe.query_async(&mut c).await
+                })
+                .await?;
+            (count, Vec::new())
+        } else {
+            inner
+                .run(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?
+        };
+        let mut members = raw
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<MemberEntry>(r)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        members.sort_by(|a, b| {
+            a.joined_at_ms
+                .cmp(&b.joined_at_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(Presence { count, members })
+    }
+}
