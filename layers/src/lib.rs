@@ -63,7 +63,7 @@ pub use message::Message;
 pub use names::{
     safe_group_name, validate_channel_name, validate_group_name, Group, MAX_NAME_LENGTH,
 };
-pub use registry::{positive_duration, LayerLimits, LayerRegistry, STANDARD_ALIASES};
+pub use registry::{human, positive_duration, LayerLimits, LayerRegistry, STANDARD_ALIASES};
 pub use stats::{DropReason, LayerStats};
 
 pub mod cluster;

@@ -41,7 +41,9 @@ pub fn positive_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-fn human(duration: Duration) -> String {
+/// A duration as `--help` shows a default and [`positive_duration`] reads it back (`2s`,
+/// `1day`), so a default written once as a `Duration` const is also the flag's default text.
+pub fn human(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
 }
 

@@ -31,15 +31,10 @@ pub const GROUP_REFRESH: Duration = Duration::from_secs(3600);
 /// Default of [`SessionSettings::close_linger`].
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-/// A duration as `--help` and the defaults write it (`20s`, `1h`).
-fn human(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
-}
-
 /// Parses a duration that must not be zero (`20s`, `1m 30s`, `250ms`): a zero interval or
 /// timeout would spin or fire at once, so it is refused with a message rather than accepted.
 /// The layers' limits use the same rule.
-pub use room_chat_layers::positive_duration;
+pub use room_chat_layers::{human, positive_duration};
 
 /// Settings of every session, and the `clap` group that sets them.
 #[derive(Debug, Clone, clap::Args)]

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use room_chat_runtime::settings::positive_duration;
+use room_chat_runtime::settings::{human, positive_duration};
 use room_chat_runtime::SessionSettings;
 
 use room_chat_layers::{LayerError, LayerLimits, LayerRegistry};
@@ -30,11 +30,6 @@ pub const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_millis(300);
 /// Default of [`EdgeSettings::shutdown_timeout`].
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A duration as `--help` writes it (`10s`, `300ms`).
-fn human(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
-}
 
 /// How the service runs: a few top-level choices, then one group of flags per part of the
 /// service, each the very settings type that part takes.

@@ -24,7 +24,7 @@ use room_chat_protocol::{
     LocPart, Member, PingMessage, PongMessage, PresenceMessage, PresencePayload,
     PresenceResultMessage, RoomChatMessage, RoomNotificationMessage, RoomNotificationPayload,
 };
-use room_chat_runtime::settings::positive_duration;
+use room_chat_runtime::settings::{human, positive_duration};
 use room_chat_runtime::{Connection, Consumer, ConsumerError, FrameOutcome, Handshake, Refusal};
 
 use crate::rooms::{
@@ -52,10 +52,6 @@ pub const PRESENCE_EXPIRY: Duration = Duration::from_secs(30);
 pub const ROOM_QUERY_RATE: u32 = 2;
 /// Default of [`RoomChatSettings::room_query_burst`].
 pub const ROOM_QUERY_BURST: u32 = 10;
-
-fn human(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
-}
 
 /// The room chat's own settings, and the `clap` group that sets them.
 #[derive(Debug, Clone, clap::Args)]
