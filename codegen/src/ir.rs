@@ -207,6 +207,8 @@ pub struct Channel {
 pub struct QueryParameter {
     /// Its name in the query string.
     pub name: String,
+    /// Its field name in the generated Rust `Query`.
+    pub rust_name: String,
     /// Description.
     pub description: Option<String>,
 }

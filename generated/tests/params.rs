@@ -94,3 +94,35 @@ fn the_address_of_parameters_parses_back_to_them() {
         assert_eq!(Params::from_path(&params.address()), Ok(params), "{name}");
     }
 }
+
+/// `room_chat::Query`: the channel's WebSocket binding declares `name`, so the generated
+/// reader has it as an optional field, decoded the way HTML forms encode it.
+#[test]
+fn the_display_name_comes_from_the_query_string() {
+    use room_chat_protocol::room_chat::{Query, QueryError};
+    let name = |query: Option<&str>| Query::from_query(query).map(|q| q.name);
+    assert_eq!(name(None), Ok(None));
+    assert_eq!(name(Some("")), Ok(None));
+    assert_eq!(name(Some("name=ada")), Ok(Some("ada".to_owned())));
+    assert_eq!(
+        name(Some("v=1&name=Ada+L%C3%B6")),
+        Ok(Some("Ada Lö".to_owned()))
+    );
+    // The first occurrence wins, so a second one appended on the way cannot replace it.
+    assert_eq!(name(Some("name=ada&name=eve")), Ok(Some("ada".to_owned())));
+    let error = Query::from_query(Some("name=%FF")).err();
+    assert_eq!(
+        error,
+        Some(QueryError::InvalidEncoding {
+            parameter: "name",
+            value: "%FF".to_owned()
+        })
+    );
+    // And back: what a client puts in the address.
+    let query = Query {
+        name: Some("Ada Lö".to_owned()),
+    };
+    assert_eq!(query.to_query(), "name=Ada%20L%C3%B6");
+    assert_eq!(Query::from_query(Some(&query.to_query())), Ok(query));
+    assert_eq!(Query::default().to_query(), "");
+}

@@ -370,6 +370,77 @@ impl RedisHost {
     }
 }
 
+/// A shared command connection to one `REDIS_URL` entry of any form the layers take (a plain
+/// `redis://` server, a `redis+sentinel://` group, a `redis+cluster://` cluster), for state kept
+/// beside the layers in the same Redis (the service's presence and history).
+///
+/// It behaves as the layers' own command connection does: a plain server is reconnected to at
+/// the same address; a Sentinel master is resolved (and confirmed with `ROLE`) again after any
+/// connection error, a `READONLY` reply (a demoted master) or a `+switch-master` announcement,
+/// so writes never go to a restarted old master; on a cluster every command goes to the node
+/// that owns its key's slot (`MOVED` is followed), so callers must keep each command, pipeline
+/// and script within one slot (a hash tag in the keys). Clones share the connection; the
+/// `+switch-master` watcher of a Sentinel entry ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct RedisCommands {
+    commands: Commands,
+    cluster: bool,
+    /// Cancels the Sentinel watcher when the last clone goes.
+    _watch: Option<Arc<tokio_util::sync::DropGuard>>,
+}
+
+impl std::fmt::Debug for RedisCommands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCommands")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCommands {
+    /// Prepares the connection to `url` without connecting (the first command connects), so a
+    /// Redis that is down at start-up fails commands rather than the caller. Must run inside
+    /// a Tokio runtime (a Sentinel entry starts its watcher task here).
+    pub fn open(url: &str, settings: &ConnectionSettings) -> Result<Self, LayerError> {
+        let host = RedisHost::new(url, "store", settings)?;
+        let shutdown = CancellationToken::new();
+        let watch = host.watcher(shutdown.clone()).map(|watcher| {
+            tokio::spawn(watcher);
+            Arc::new(shutdown.drop_guard())
+        });
+        Ok(Self {
+            cluster: host.is_cluster(),
+            commands: host.commands,
+            _watch: watch,
+        })
+    }
+
+    /// Whether this is a Redis Cluster: each command, pipeline and script must then stay
+    /// within one hash slot.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+}
+
+impl ConnectionLike for RedisCommands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.commands.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.commands.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.commands.get_db()
+    }
+}
+
 /// Resolves when a Sentinel master moves (see [`RedisHost::changes`]); never for a fixed
 /// server.
 pub(crate) async fn moved(changes: &mut Option<watch::Receiver<u64>>) {

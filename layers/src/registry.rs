@@ -129,7 +129,10 @@ impl Default for LayerLimits {
 }
 
 impl LayerLimits {
-    fn connection(&self) -> ConnectionSettings {
+    /// How the Redis layers connect under these limits; also what anything else kept in the
+    /// same Redis (the service's room store) should connect with, so one outage looks the same
+    /// to both.
+    pub fn connection(&self) -> ConnectionSettings {
         ConnectionSettings {
             connect_timeout: self.redis_connect_timeout,
             command_timeout: self.redis_command_timeout,

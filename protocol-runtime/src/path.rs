@@ -141,6 +141,66 @@ pub fn address<const N: usize>(address: &str, values: [&str; N]) -> String {
     out
 }
 
+/// Why [`query_parameter`] refused a query string: it names the parameter, so a server can say
+/// which part of the URL to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The parameter's value is not percent-encoded UTF-8 (a stray `%`, or bytes such as `%FF`
+    /// that are not UTF-8).
+    #[error("query parameter `{parameter}`: `{value}` is not percent-encoded UTF-8")]
+    InvalidEncoding {
+        /// The parameter.
+        parameter: &'static str,
+        /// Its value as it stands in the query string.
+        value: String,
+    },
+}
+
+impl QueryError {
+    /// The parameter that failed.
+    pub fn parameter(&self) -> &'static str {
+        match self {
+            Self::InvalidEncoding { parameter, .. } => parameter,
+        }
+    }
+}
+
+/// The value of the parameter `key` in a request's query string (the text after `?`, if any):
+/// percent-decoded, with `+` read as a space (as HTML forms write it). `None` when the key is
+/// absent; the empty text for `key=` or a bare `key`. The first occurrence wins, so a proxy
+/// that appends a second one cannot override what the client sent.
+pub fn query_parameter(
+    query: Option<&str>,
+    key: &'static str,
+) -> Result<Option<String>, QueryError> {
+    let Some(pair) = query
+        .unwrap_or_default()
+        .split('&')
+        .find(|pair| pair.split('=').next() == Some(key))
+    else {
+        return Ok(None);
+    };
+    let value = pair.split_once('=').map_or("", |(_, v)| v);
+    percent_decode(&value.replace('+', " "))
+        .map(Some)
+        .ok_or_else(|| QueryError::InvalidEncoding {
+            parameter: key,
+            value: value.to_owned(),
+        })
+}
+
+/// A query string (without `?`) of the parameters that have a value, in the order given, each
+/// key and value percent-encoded; empty when none has one.
+pub fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(key, value)| {
+            value.map(|v| format!("{}={}", encode_path_segment(key), encode_path_segment(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Decodes `%XX` escapes; `None` for a malformed escape or bytes that are not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -178,6 +238,28 @@ mod tests {
     use super::*;
 
     const ROOM: &str = "/ws/room/{room_name}";
+
+    #[test]
+    fn query_parameters_are_decoded_and_the_first_wins() {
+        let q = |text: &str| query_parameter(Some(text), "name");
+        assert_eq!(q("name=ada"), Ok(Some("ada".into())));
+        assert_eq!(q("x=1&name=ad%C3%A9+l&name=eve"), Ok(Some("adé l".into())));
+        assert_eq!(q("name"), Ok(Some(String::new())));
+        assert_eq!(q("names=x"), Ok(None));
+        assert_eq!(query_parameter(None, "name"), Ok(None));
+        assert_eq!(
+            q("name=%FF"),
+            Err(QueryError::InvalidEncoding {
+                parameter: "name",
+                value: "%FF".into()
+            })
+        );
+        assert_eq!(
+            query_string(&[("name", Some("adé l")), ("other", None)]),
+            "name=ad%C3%A9%20l"
+        );
+        assert_eq!(query_string(&[("name", None)]), "");
+    }
 
     #[test]
     fn parameters_are_percent_decoded() {

@@ -149,29 +149,17 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The room chat's settings with their store: on the first member of `REDIS_URL` when it
-    /// is a plain Redis (`redis://`, `rediss://`, `unix://`; every process lists the same
-    /// members in the same order, so they share it), otherwise in this process's memory. A
-    /// Sentinel or Cluster member is not supported by the store yet: presence and history then
-    /// stay per process, and the log says so.
+    /// The room chat's settings with their store: on the first member of `REDIS_URL` (a plain
+    /// server, a Sentinel group or a Cluster; every process lists the same members in the same
+    /// order, so they share it), otherwise in this process's memory.
     pub fn room_chat_settings(&self) -> Result<RoomChatSettings, crate::rooms::StoreError> {
         let app = self.room_chat.clone();
         let first = self
             .redis_url
             .as_deref()
             .and_then(|urls| urls.split(',').map(str::trim).find(|u| !u.is_empty()));
-        match first {
-            Some(url)
-                if ["redis://", "rediss://", "unix://"]
-                    .iter()
-                    .any(|scheme| url.starts_with(scheme)) =>
-            {
-                app.use_redis(url, self.layers.redis_command_timeout)?;
-            }
-            Some(_) => tracing::warn!(
-                "presence and history are kept per process: their store does not support Sentinel or Cluster members yet"
-            ),
-            None => {}
+        if let Some(url) = first {
+            app.use_redis(url, &self.layers.connection())?;
         }
         Ok(app)
     }

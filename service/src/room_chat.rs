@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use axum::http::StatusCode;
+use room_chat_layers::hosts::ConnectionSettings;
 use room_chat_layers::Group;
 use room_chat_protocol::room_chat::{self, Handler, Outgoing, Params};
 use room_chat_protocol::runtime::{self, Dispatched, ErrorItem};
@@ -76,7 +77,8 @@ pub struct RoomChatSettings {
     pub max_display_name_chars: usize,
 
     /// Chat messages each room keeps for `history` (the newest ones; shared by every process
-    /// on one Redis). 0 keeps none: messages still get offsets, `history` answers empty.
+    /// on one Redis). 0 turns history off: chat messages are not stamped (no `offset` or
+    /// `epoch`, so the store is not touched per message) and `history` gets an `error` frame.
     #[arg(long, env = "HISTORY_SIZE", default_value_t = HISTORY_SIZE)]
     pub history_size: usize,
 
@@ -137,10 +139,11 @@ impl RoomChatSettings {
         }
     }
 
-    /// Keeps presence and history on the Redis at `url` (the first of `REDIS_URL`), shared with
-    /// every process on it. Call before serving, inside the Tokio runtime.
-    pub fn use_redis(&self, url: &str, command_timeout: Duration) -> Result<(), StoreError> {
-        let store = RedisStore::new(url, command_timeout, self.retention(), self.presence_expiry)?;
+    /// Keeps presence and history on the Redis at `url` (the first of `REDIS_URL`: a plain
+    /// server, a Sentinel group or a Cluster), shared with every process on it, connected as
+    /// `connection` says. Call before serving, inside the Tokio runtime.
+    pub fn use_redis(&self, url: &str, connection: &ConnectionSettings) -> Result<(), StoreError> {
+        let store = RedisStore::new(url, connection, self.retention(), self.presence_expiry)?;
         // A second call keeps the first store: every connection must share one.
         let _ = self.store.0.set(Arc::new(store));
         Ok(())
@@ -270,6 +273,8 @@ pub struct RoomChatConsumer {
     /// This connection in the room's presence (its display name, when it has one).
     member: MemberEntry,
     store: Arc<dyn RoomStore>,
+    /// Whether chat messages are stamped and kept (`HISTORY_SIZE` > 0).
+    history_on: bool,
     max_history_limit: usize,
     max_presence_members: usize,
     queries: Mutex<QueryBucket>,
@@ -296,6 +301,7 @@ impl RoomChatConsumer {
                 joined_at_ms: now_ms(),
             },
             store: settings.store(),
+            history_on: settings.history_size > 0,
             max_history_limit: settings.max_history_limit,
             max_presence_members: settings.max_presence_members,
             queries: Mutex::new(QueryBucket::new(
@@ -409,15 +415,13 @@ impl Consumer for RoomChatConsumer {
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "room_name", e.to_string()))?;
         let room_name =
             room_name(&params.room_name, settings.max_room_name_chars).map_err(refuse)?;
-        let name = query_value(handshake.query, "name")
+        // The generated reader takes the query the way the contract's WebSocket binding
+        // declares it; the display-name rule then applies to the text.
+        let query = room_chat::Query::from_query(handshake.query)
+            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "display_name", e.to_string()))?;
+        let name = query
+            .name
             .map(|raw| {
-                let raw = raw.ok_or_else(|| {
-                    Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        "display_name",
-                        "display name is not percent-encoded UTF-8",
-                    )
-                })?;
                 display_name(&raw, settings.max_display_name_chars)
                     .map_err(|e| Refusal::new(StatusCode::FORBIDDEN, "display_name", e.to_string()))
             })
@@ -515,17 +519,19 @@ impl Handler<Connection<Outgoing>> for RoomChatConsumer {
         let mut payload = self.payload(text);
         // The message is stamped before it is broadcast, so every receiver sees its offset. A
         // store that fails costs the message its place in history, not its delivery.
-        match self
-            .store
-            .append(&self.room_name, &payload.message, payload.sender.as_deref())
-            .await
-        {
-            Ok(stamp) => {
-                payload.offset = Some(i64::try_from(stamp.offset).unwrap_or(i64::MAX));
-                payload.epoch = Some(stamp.epoch);
-            }
-            Err(e) => {
-                tracing::warn!(room = %self.room_name, error = %e, "message not kept in history");
+        if self.history_on {
+            match self
+                .store
+                .append(&self.room_name, &payload.message, payload.sender.as_deref())
+                .await
+            {
+                Ok(stamp) => {
+                    payload.offset = Some(i64::try_from(stamp.offset).unwrap_or(i64::MAX));
+                    payload.epoch = Some(stamp.epoch);
+                }
+                Err(e) => {
+                    tracing::warn!(room = %self.room_name, error = %e, "message not kept in history");
+                }
             }
         }
         Ok(conn
@@ -565,6 +571,13 @@ impl Handler<Connection<Outgoing>> for RoomChatConsumer {
         _conn: &mut Connection<Outgoing>,
         message: HistoryMessage,
     ) -> Result<HistoryResultMessage, RoomChatError> {
+        if !self.history_on {
+            return Err(RoomChatError::Refused(ErrorItem {
+                kind: "history_off".into(),
+                loc: vec![LocPart::Key("history".into())],
+                msg: "this server keeps no history (HISTORY_SIZE=0)".into(),
+            }));
+        }
         let request = message.payload;
         let bad = |field: &str, kind: &str, msg: String| {
             RoomChatError::Refused(ErrorItem {
@@ -625,25 +638,6 @@ impl Handler<Connection<Outgoing>> for RoomChatConsumer {
             },
         })
     }
-}
-
-/// The value of `key` in a query string, percent-decoded (`+` is a space, as forms write it):
-/// `None` when absent, `Some(None)` when it is not UTF-8 once decoded, `Some(Some(""))` when
-/// empty. The first occurrence wins.
-fn query_value(query: Option<&str>, key: &str) -> Option<Option<String>> {
-    let pair = query?
-        .split('&')
-        .find(|pair| pair.split('=').next() == Some(key))?;
-    let raw = pair
-        .split_once('=')
-        .map_or("", |(_, v)| v)
-        .replace('+', " ");
-    Some(
-        percent_encoding::percent_decode_str(&raw)
-            .decode_utf8()
-            .ok()
-            .map(|v| v.into_owned()),
-    )
 }
 
 /// Why a display name is refused: the room-name rule's reasons (but `/` is allowed), in

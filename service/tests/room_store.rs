@@ -10,13 +10,18 @@ use std::time::Duration;
 
 use room_chat::rooms::{now_ms, MemberEntry, RedisStore, Retention, RoomStore};
 use room_chat_e2e::RedisServer;
+use room_chat_layers::hosts::ConnectionSettings;
 
 fn store(url: &str, size: usize, expiry: Duration) -> Arc<RedisStore> {
     let retention = Retention {
         size,
         max_age: Duration::from_secs(3600),
     };
-    Arc::new(RedisStore::new(url, Duration::from_secs(2), retention, expiry).unwrap())
+    let connection = ConnectionSettings {
+        command_timeout: Duration::from_secs(2),
+        ..ConnectionSettings::default()
+    };
+    Arc::new(RedisStore::new(url, &connection, retention, expiry).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

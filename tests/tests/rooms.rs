@@ -130,7 +130,11 @@ async fn names_are_the_sender_of_notices_and_broken_names_are_refused() {
             403,
             "display name is longer than 32 characters",
         ),
-        ("name=%FF", 400, "display name is not percent-encoded UTF-8"),
+        (
+            "name=%FF",
+            400,
+            "query parameter `name`: `%FF` is not percent-encoded UTF-8",
+        ),
     ] {
         let (got, body) = Client::try_connect(&url(query)).await.err().unwrap();
         assert_eq!((got, body.as_str()), (status, reason), "{query}");
@@ -293,4 +297,47 @@ async fn two_processes_share_presence_and_history_and_a_flush_changes_the_epoch(
     bob.close().await;
     let gone = presence(&mut ada).await;
     assert!(!names(&gone).contains(&json!("bob")), "{gone}");
+}
+
+/// `HISTORY_SIZE=0` turns history off on both kinds of store: chat messages carry no offset or
+/// epoch (nothing is written per message), `history` gets an error frame naming why and the
+/// connection stays open, and presence still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_history_off_messages_carry_no_offset_and_history_says_so() {
+    let redis = RedisServer::start().await.unwrap();
+    for layer in [Layer::Memory, Layer::PubSub(redis.url())] {
+        let server = TestServer::start_with(layer, |c| c.room_chat.history_size = 0).await;
+        let mut ada = named(&server, "quiet", "ada").await;
+        let said = say(&mut ada, "not kept").await;
+        assert_eq!(said["message"], "💬 not kept");
+        assert_eq!(said["sender"], "ada");
+        assert_eq!(
+            (said["offset"].clone(), said["epoch"].clone()),
+            (Value::Null, Value::Null)
+        );
+        ada.send_json(json!({"action": "history", "payload": {"since": null}, "ref": "h"}))
+            .await;
+        let error = ada.recv_action("error").await;
+        assert_eq!(error["payload"][0]["type"], "history_off");
+        assert_eq!(
+            error["payload"][0]["msg"],
+            "this server keeps no history (HISTORY_SIZE=0)"
+        );
+        assert_eq!(presence(&mut ada).await["count"], 1);
+    }
+    // Nothing of the room was written to Redis.
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("room-chat:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        keys.iter().all(|k| k.ends_with(":presence")),
+        "history keys written: {keys:?}"
+    );
 }

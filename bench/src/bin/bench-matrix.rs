@@ -18,6 +18,8 @@
 //! First, the cost of a delivery: server CPU µs per delivered frame at a fixed 10,000
 //! deliveries/s (10 rooms × 10 members, 1 room × 100), read from `/proc/<pid>/stat` over the
 //! sending window only, with Redis's own CPU apart, next to the reference server's figure.
+//! Then the cost of history: the same 10 × 10 cell with history on (the default) and off
+//! (`HISTORY_SIZE=0`), on memory and on Redis pub/sub, alternated three times each.
 //!
 //! Matrix: layers memory (`CHAT_LAYER=chat`, no Redis), Redis pub/sub (`chat`), Redis queue
 //! (`queue`), and two service processes on one Redis pub/sub; rooms of 10, 100 and 1,000
@@ -165,6 +167,9 @@ const COST_TARGETS: [Target; 4] = [
     Target::Queue,
 ];
 
+/// How often the history cells alternate on and off (their report takes the median of each).
+const HISTORY_ROUNDS: usize = 3;
+
 /// Server processes of one cell, killed on drop.
 struct Servers {
     children: Vec<Child>,
@@ -205,6 +210,9 @@ struct Matrix {
     redis_pid: Option<u32>,
     logs: PathBuf,
     results: Vec<Value>,
+    /// Environment variables set on the service processes of the cells running now, on top
+    /// of the usual ones (the history cells turn history off with it).
+    service_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Matrix {
@@ -235,6 +243,7 @@ impl Matrix {
                         .env("MAX_CONNECTIONS", "20000")
                         .env("INBOUND_RATE", "0")
                         .env("MAX_ROOM_MEMBERS", "100000");
+                    c.envs(self.service_env.iter().copied());
                     match target {
                         Target::Memory => {
                             c.env_remove("REDIS_URL").env("CHAT_LAYER", "chat");
@@ -277,8 +286,27 @@ impl Matrix {
     /// Redis) from right before the first send to right after the last one, divided by the
     /// deliveries made in between.
     async fn cost(&mut self, target: Target, shape: Shape) -> anyhow::Result<()> {
+        self.cost_cell("cpu", target, shape).await
+    }
+
+    /// One history cell: [`Self::cost`]'s measurement of the 10 × 10 shape with history on or
+    /// off, the `round`th time (rounds alternate on and off, so a drift in the machine's load
+    /// weighs on both alike).
+    async fn history_cost(&mut self, target: Target, on: bool, round: usize) -> anyhow::Result<()> {
+        self.service_env = if on {
+            Vec::new()
+        } else {
+            vec![("HISTORY_SIZE", "0")]
+        };
+        let kind = format!("history-{}-{round}", if on { "on" } else { "off" });
+        let result = self.cost_cell(&kind, target, COST_SHAPES[0]).await;
+        self.service_env.clear();
+        result
+    }
+
+    async fn cost_cell(&mut self, kind: &str, target: Target, shape: Shape) -> anyhow::Result<()> {
         let cell = format!(
-            "cpu-{}x{}-{}",
+            "{kind}-{}x{}-{}",
             shape.rooms,
             shape.members,
             target.label().replace([' ', '/', ','], "_")
@@ -323,7 +351,7 @@ impl Matrix {
             }
         };
         self.results.push(json!({
-            "cell": cell, "kind": "cpu", "target": target.label(), "rooms": shape.rooms,
+            "cell": cell, "kind": kind, "target": target.label(), "rooms": shape.rooms,
             "members": shape.members, "service_args": self.service_args_of(target), "report": value,
         }));
         Ok(())
@@ -556,12 +584,20 @@ async fn main() -> anyhow::Result<()> {
         redis_pid: redis.id(),
         logs,
         results: Vec::new(),
+        service_env: Vec::new(),
     };
     // First and quick: `--only cpu` runs just these. Each shape's reference cell runs next to
     // the layers it is compared with, so a change in the machine's load weighs on all alike.
     for shape in COST_SHAPES {
         for target in COST_TARGETS {
             matrix.cost(target, shape).await?;
+        }
+    }
+    for round in 0..HISTORY_ROUNDS {
+        for target in [Target::Memory, Target::PubSub] {
+            for on in [true, false] {
+                matrix.history_cost(target, on, round).await?;
+            }
         }
     }
     let targets = [
@@ -604,8 +640,9 @@ async fn main() -> anyhow::Result<()> {
     let markdown = report::render(&matrix.results, &matrix.args, elapsed, &load, &out)?;
     std::fs::write(out.join("report.md"), &markdown)?;
     println!("{markdown}");
-    // The cost table once more at the very end, where a terminal shows it.
+    // The cost tables once more at the very end, where a terminal shows them.
     println!("{}", report::cost_table(&matrix.results, &matrix.args)?);
+    println!("{}", report::history_table(&matrix.results)?);
     eprintln!("report: {}", out.join("report.md").display());
     Ok(())
 }
@@ -685,6 +722,7 @@ mod report {
             )?;
         }
         md.push_str(&cost_table(results, args)?);
+        md.push_str(&history_table(results)?);
         for kind in ["saturation", "fixed"] {
             if kind == "saturation" {
                 writeln!(
@@ -904,6 +942,69 @@ mod report {
         }
         writeln!(md, "Raw figures: `results.json`; server logs: `logs/`.")?;
         Ok(md)
+    }
+
+    /// The cost of history: server CPU µs per delivery of the 10 × 10 cell with history on and
+    /// off, the median of the rounds of each, and their ratio.
+    pub(super) fn history_table(results: &[Value]) -> anyhow::Result<String> {
+        let mut md = String::new();
+        writeln!(
+            md,
+            "## The cost of history
+"
+        )?;
+        writeln!(md, "| layer | history on µs/delivery | history off µs/delivery | on × off | rounds (on / off) |")?;
+        writeln!(md, "|---|---:|---:|---:|---|")?;
+        let shape = COST_SHAPES[0];
+        for target in ["memory", "redis pub/sub"] {
+            let figures = |mode: &str| -> Vec<f64> {
+                (0..HISTORY_ROUNDS)
+                    .filter_map(|round| {
+                        find(
+                            results,
+                            &format!("history-{mode}-{round}"),
+                            target,
+                            Some(shape.members),
+                        )
+                    })
+                    .map(|c| f(&c["report"]["sending"]["server_us_per_delivery"]))
+                    .filter(|v| v.is_finite())
+                    .collect()
+            };
+            let (on, off) = (figures("on"), figures("off"));
+            if on.is_empty() && off.is_empty() {
+                continue;
+            }
+            let list = |v: &[f64]| {
+                v.iter()
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let (on_median, off_median) = (median(&on), median(&off));
+            writeln!(
+                md,
+                "| {target} | {} | {} | {} | {} / {} |",
+                micros(on_median),
+                micros(off_median),
+                ratio(on_median, off_median),
+                list(&on),
+                list(&off),
+            )?;
+        }
+        writeln!(md)?;
+        writeln!(md, "{}×{} at {}/s as in the table above; history on is the default (each chat message is stamped with an offset and kept: one store append before its broadcast), off is `HISTORY_SIZE=0`. The rounds alternate on and off; each figure is the median of its rounds.\n", shape.rooms, shape.members, count(shape.fixed_deliveries_per_s))?;
+        Ok(md)
+    }
+
+    fn median(values: &[f64]) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        }
     }
 
     /// The cost of a delivery: server CPU µs per delivered frame at a fixed rate, per layer, with

@@ -518,23 +518,33 @@ fn query_parameters(channel: &Channel, pointer: &str) -> Result<Vec<ir::QueryPar
             detail: "the query must be an inline `type: object` schema".into(),
         });
     }
-    schema
-        .properties
-        .iter()
-        .map(|(name, property)| {
-            if !is(property, "string") {
-                return Err(GenerateError::UnsupportedChannelFeature {
-                    pointer: format!("{pointer}/properties/{}", escape_pointer(name)),
-                    detail: "query parameters must be `type: string` (a query string carries text)"
-                        .into(),
-                });
-            }
-            Ok(ir::QueryParameter {
-                name: name.clone(),
-                description: property.description.clone(),
-            })
-        })
-        .collect()
+    let mut out: Vec<ir::QueryParameter> = Vec::new();
+    for (name, property) in &schema.properties {
+        let at = format!("{pointer}/properties/{}", escape_pointer(name));
+        if !is(property, "string") {
+            return Err(GenerateError::UnsupportedChannelFeature {
+                pointer: at,
+                detail: "query parameters must be `type: string` (a query string carries text)"
+                    .into(),
+            });
+        }
+        let rust_name = field_name(name);
+        identifier(&rust_name, &at, || {
+            format!("the query parameter name `{name}` gives no field name")
+        })?;
+        if let Some(other) = out.iter().find(|q| q.rust_name == rust_name) {
+            return Err(GenerateError::NameTaken {
+                pointer: at,
+                detail: format!("query parameter `{name}` maps to the field name `{rust_name}`, which query parameter `{}` already has; rename one of them", other.name),
+            });
+        }
+        out.push(ir::QueryParameter {
+            name: name.clone(),
+            rust_name,
+            description: property.description.clone(),
+        });
+    }
+    Ok(out)
 }
 
 impl Lowering<'_> {

@@ -6,7 +6,7 @@ use quote::quote;
 
 use super::types::FastPath;
 use super::{doc, doc_or, ident, paragraphs, variant_renames, Result};
-use crate::ir::{Channel, MessageUse, Operation, Parameter};
+use crate::ir::{Channel, MessageUse, Operation, Parameter, QueryParameter};
 
 /// The module of one channel.
 pub(super) fn render(channel: &Channel, fast: &FastPath) -> Result<TokenStream> {
@@ -18,6 +18,7 @@ pub(super) fn render(channel: &Channel, fast: &FastPath) -> Result<TokenStream> 
     let id = &channel.id;
     let address = &channel.address;
     let params = params(&channel.parameters)?;
+    let query = query(&channel.query)?;
     let incoming = direction(
         "Incoming",
         "Messages a client sends on this channel (the server's `receive` operations).",
@@ -45,6 +46,7 @@ pub(super) fn render(channel: &Channel, fast: &FastPath) -> Result<TokenStream> 
             pub const ADDRESS: &str = #address;
 
             #params
+            #query
             #incoming
             #outgoing
             #handler
@@ -106,6 +108,55 @@ fn params(parameters: &[Parameter]) -> Result<TokenStream> {
             #[doc = " The concrete address, each parameter percent-encoded."]
             pub fn address(&self) -> String {
                 protocol_runtime::path::address(ADDRESS, [#(&self.#names),*])
+            }
+        }
+    })
+}
+
+/// `Query`, for a channel whose WebSocket binding declares query parameters: one optional
+/// field per parameter, parsed from a handshake's query string by the runtime. Nothing for a
+/// channel without them.
+fn query(parameters: &[QueryParameter]) -> Result<TokenStream> {
+    if parameters.is_empty() {
+        return Ok(TokenStream::new());
+    }
+    let mut fields = Vec::new();
+    let mut parses = Vec::new();
+    let mut pairs = Vec::new();
+    for q in parameters {
+        let name = ident(&q.rust_name)?;
+        let wire = &q.name;
+        let docs = doc_or(q.description.as_deref(), || {
+            format!("The `{wire}` query parameter (`None` when the query has none).")
+        });
+        fields.push(quote! { #docs pub #name: Option<String> });
+        parses.push(quote! { #name: protocol_runtime::path::query_parameter(query, #wire)? });
+        pairs.push(quote! { (#wire, self.#name.as_deref()) });
+    }
+    Ok(quote! {
+        #[doc = " The query parameters of the handshake (the WebSocket binding's `query`), each"]
+        #[doc = " optional."]
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub struct Query {
+            #(#fields,)*
+        }
+
+        #[doc = " Why [`Query::from_query`] refused a query string."]
+        pub use protocol_runtime::QueryError;
+
+        impl Query {
+            #[doc = " Reads a request's query string (the text after `?`, `None` without one): each"]
+            #[doc = " parameter is the percent-decoded text of its first occurrence, `+` read as a"]
+            #[doc = " space; unknown parameters are ignored. A value that does not decode to UTF-8 is"]
+            #[doc = " refused, naming the parameter; rules beyond the document's are the caller's."]
+            pub fn from_query(query: Option<&str>) -> Result<Self, QueryError> {
+                Ok(Self { #(#parses,)* })
+            }
+
+            #[doc = " The query string (without `?`) of the parameters that are set, percent-encoded;"]
+            #[doc = " empty when none is."]
+            pub fn to_query(&self) -> String {
+                protocol_runtime::path::query_string(&[#(#pairs),*])
             }
         }
     })

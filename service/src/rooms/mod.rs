@@ -25,6 +25,9 @@ pub enum StoreError {
     /// Redis refused or failed.
     #[error("room store (Redis): {0}")]
     Redis(#[from] redis::RedisError),
+    /// The Redis URL could not be used.
+    #[error("room store: {0}")]
+    Config(#[from] room_chat_layers::LayerError),
     /// Redis did not answer within the command timeout.
     #[error("room store (Redis): no answer within {0:?}")]
     Timeout(Duration),

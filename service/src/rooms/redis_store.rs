@@ -15,15 +15,20 @@
 //! heartbeat is older than `PRESENCE_EXPIRY`, so the members of a process that died vanish
 //! within that time (process clocks must agree to well within it). Keys the Python layers use
 //! are never touched.
+//!
+//! `REDIS_URL`'s first member may be a plain server, a Sentinel group or a Cluster: the store
+//! uses the layers' command connection for it ([`RedisCommands`]), which follows a Sentinel
+//! failover and routes each command to the node owning its slot. Every command, pipeline and
+//! script here names the keys of one room only, so on a Cluster each stays within the room's
+//! slot; the heartbeat, which covers every room of the process, is one pipeline per room there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
-use tokio::sync::OnceCell;
+use room_chat_layers::hosts::{ConnectionSettings, RedisCommands};
 
 use super::{
     new_epoch, now_ms, select, History, MemberEntry, Presence, Retention, RoomStore, Stamp,
@@ -80,8 +85,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    conn: RedisCommands,
     timeout: Duration,
     retention: Retention,
     presence_expiry: Duration,
@@ -110,20 +114,20 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl RedisStore {
-    /// A store on the Redis at `url`. Connects on first use (and reconnects by itself), so a
-    /// Redis that is down at start-up delays presence and history, not the service. Must be
-    /// called inside a Tokio runtime: it starts the presence heartbeat task, which ends when
-    /// the store is dropped.
+    /// A store on the Redis at `url` (plain, `redis+sentinel://` or `redis+cluster://`),
+    /// connected as `connection` says; each operation gives up after its `command_timeout`.
+    /// Connects on first use (and reconnects by itself), so a Redis that is down at start-up
+    /// delays presence and history, not the service. Must be called inside a Tokio runtime: it
+    /// starts the presence heartbeat task, which ends when the store is dropped.
     pub fn new(
         url: &str,
-        timeout: Duration,
+        connection: &ConnectionSettings,
         retention: Retention,
         presence_expiry: Duration,
     ) -> Result<Self, StoreError> {
         let inner = Arc::new(Inner {
-            client: redis::Client::open(url)?,
-            conn: OnceCell::new(),
-            timeout,
+            conn: RedisCommands::open(url, connection)?,
+            timeout: connection.command_timeout,
             retention,
             presence_expiry,
             local: Mutex::new(HashMap::new()),
@@ -160,20 +164,40 @@ async fn heartbeat(inner: Weak<Inner>) {
             continue;
         }
         let now = now_ms();
-        let mut pipe = redis::pipe();
-        for (room, members) in &rooms {
+        let ttl = millis(inner.presence_expiry * 2) as i64;
+        let renew = |pipe: &mut redis::Pipeline, room: &str, members: &[String]| {
             let key = key(room, "presence");
             for member in members {
                 pipe.zadd(&key, member, now).ignore();
             }
-            pipe.pexpire(&key, millis(inner.presence_expiry * 2) as i64)
-                .ignore();
+            pipe.pexpire(&key, ttl).ignore();
+        };
+        // One round trip for every room on a single server; on a Cluster a pipeline must stay
+        // within one slot, so one per room (sent together, so the round costs one wait).
+        let mut pipes = Vec::new();
+        if inner.conn.is_cluster() {
+            for (room, members) in &rooms {
+                let mut pipe = redis::pipe();
+                renew(&mut pipe, room, members);
+                pipes.push(pipe);
+            }
+        } else {
+            let mut pipe = redis::pipe();
+            for (room, members) in &rooms {
+                renew(&mut pipe, room, members);
+            }
+            pipes.push(pipe);
         }
-        if let Err(e) = inner
-            .run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+        let rounds = pipes
+            .into_iter()
+            .map(|pipe| inner.run(|mut c| async move { pipe.query_async::<()>(&mut c).await }));
+        let failed = futures_util::future::join_all(rounds)
             .await
-        {
-            tracing::warn!(error = %e, "presence heartbeat failed; retrying at the next one");
+            .into_iter()
+            .filter_map(Result::err)
+            .collect::<Vec<_>>();
+        if let Some(e) = failed.first() {
+            tracing::warn!(error = %e, rooms = failed.len(), "presence heartbeat failed; retrying at the next one");
         }
     }
 }
@@ -186,30 +210,16 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        let conn = self
-            .conn
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
-            .await?;
-        Ok(conn.clone())
-    }
-
     /// Runs one command (or pipeline, or script) within the command timeout.
     async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(RedisCommands) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         if now_ms() < self.down_until_ms.load(Ordering::Relaxed) {
             return Err(StoreError::BackingOff(BACK_OFF));
         }
-        let work = async {
-            let conn = self.connection().await?;
-            Ok::<T, StoreError>(f(conn).await?)
-        };
+        let work = async { Ok::<T, StoreError>(f(self.conn.clone()).await?) };
         let result = tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| StoreError::Timeout(self.timeout))

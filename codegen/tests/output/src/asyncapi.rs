@@ -139,7 +139,8 @@ pub struct RoomNotificationPayload {
     pub sender: Option<String>,
     /// In chat notifications, the message's place in the room's history: strictly
     /// increasing per room within one `epoch`. Null on join and leave notices and from
-    /// servers that keep no history (a Python node of the tutorial leaves it out).
+    /// servers that keep no history (`HISTORY_SIZE=0`; a Python node of the tutorial leaves
+    /// it out).
     #[serde(default)]
     pub offset: Option<i64>,
     /// In chat notifications, which history `offset` counts in; it changes when the room's
@@ -557,6 +558,42 @@ pub mod room_chat {
         }
     }
 
+    /// The query parameters of the handshake (the WebSocket binding's `query`), each
+    /// optional.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub struct Query {
+        /// Optional display name, shown to the room as the `sender` of this connection's
+        /// messages and in `presence_result`: `/ws/room/general?name=ada`. Percent-decoded
+        /// and normalised to Unicode NFC, then 1 to 32 characters (`MAX_DISPLAY_NAME_CHARS`)
+        /// of visible text, non-ASCII welcome; no control characters, invisible formatting
+        /// characters (bidi overrides, zero-width characters, the BOM), line or paragraph
+        /// separators, or surrounding whitespace. A name outside this rule is refused at the
+        /// handshake with HTTP 403 and a plain-text reason. Without it the connection is
+        /// anonymous (`sender` is null).
+        pub name: Option<String>,
+    }
+
+    /// Why [`Query::from_query`] refused a query string.
+    pub use protocol_runtime::QueryError;
+
+    impl Query {
+        /// Reads a request's query string (the text after `?`, `None` without one): each
+        /// parameter is the percent-decoded text of its first occurrence, `+` read as a
+        /// space; unknown parameters are ignored. A value that does not decode to UTF-8 is
+        /// refused, naming the parameter; rules beyond the document's are the caller's.
+        pub fn from_query(query: Option<&str>) -> Result<Self, QueryError> {
+            Ok(Self {
+                name: protocol_runtime::path::query_parameter(query, "name")?,
+            })
+        }
+
+        /// The query string (without `?`) of the parameters that are set, percent-encoded;
+        /// empty when none is.
+        pub fn to_query(&self) -> String {
+            protocol_runtime::path::query_string(&[("name", self.name.as_deref())])
+        }
+    }
+
     /// Messages a client sends on this channel (the server's `receive` operations).
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
     #[serde(tag = "action", rename_all = "snake_case")]
@@ -816,7 +853,9 @@ pub mod room_chat {
         /// every server on the same Redis. `epoch` changes when the room's history was lost (Redis
         /// flushed, the room forgotten): offsets of another epoch mean nothing. `limit` must be
         /// between 0 and `MAX_HISTORY_LIMIT` (100); a bad request gets an `error` frame. Limited per
-        /// connection by `ROOM_QUERY_RATE`.
+        /// connection by `ROOM_QUERY_RATE`. A server started with `HISTORY_SIZE=0` keeps no history:
+        /// its chat notifications carry no `offset` or `epoch`, and `history` gets an `error` frame
+        /// of type `history_off`.
         ///
         /// Operation `handle_history`; its return value is sent back as `history_result`, carrying the request's `ref`.
         fn handle_history(
