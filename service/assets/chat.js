@@ -33,6 +33,13 @@ const HISTORY_ON_ENTRY = 50;
 /** At most one presence request per this many ms (the server allows 2 per second by default). */
 const PRESENCE_EVERY_MS = 1000;
 
+/** Why a reconnect could not fill in what was missed, by the client's `onRecovery` reason. */
+const RECOVERY_FAILURES = {
+  epoch: "the server lost the room's history",
+  gap: "the oldest of them are no longer kept",
+  failed: "the server did not answer",
+};
+
 const STATUS_TEXT = {
   connecting: "connecting…",
   open: "connected",
@@ -211,8 +218,8 @@ function join(room, name = nameInput.value) {
   });
   chat.onRecovery((event) => {
     if (!event.recovered) {
-      const why = event.reason === "epoch" ? "the server lost the room's history" : "they are no longer kept";
-      append(`⚠️ some messages sent while you were away are missing (${why})`, "error");
+      const why = RECOVERY_FAILURES[event.reason] ?? event.reason;
+      append(`⚠️ some messages sent while you were away may be missing (${why})`, "error");
     }
   });
   client.onError((frame) => {

@@ -17,11 +17,11 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { WebSocket } from "ws";
+import { cuttableProxy } from "../../../clients/server.mjs";
 
 const [rustBase, pythonWs] = process.argv.slice(2);
 assert.ok(rustBase && pythonWs, "usage: client_recovery.mjs http://RUST_ADDR ws://PYTHON_ADDR");
@@ -42,46 +42,6 @@ async function until(check, what, timeoutMs = 10000) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-}
-
-/** A TCP proxy to `port` that can cut every connection through it and refuse new ones meanwhile. */
-async function cuttableProxy(port) {
-  const sockets = new Set();
-  let refusing = false;
-  const proxy = net.createServer((downstream) => {
-    if (refusing) {
-      downstream.destroy();
-      return;
-    }
-    const upstream = net.connect(port, "127.0.0.1");
-    sockets.add(downstream);
-    sockets.add(upstream);
-    downstream.pipe(upstream);
-    upstream.pipe(downstream);
-    const end = () => {
-      downstream.destroy();
-      upstream.destroy();
-      sockets.delete(downstream);
-      sockets.delete(upstream);
-    };
-    downstream.on("error", end).on("close", end);
-    upstream.on("error", end).on("close", end);
-  });
-  await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-  return {
-    ws: `ws://127.0.0.1:${proxy.address().port}`,
-    cut() {
-      refusing = true;
-      for (const socket of sockets) socket.destroy();
-    },
-    heal() {
-      refusing = false;
-    },
-    close() {
-      for (const socket of sockets) socket.destroy();
-      proxy.close();
-    },
-  };
 }
 
 /** A plain WebSocket client of the Python node, as the tutorial's page is. */
