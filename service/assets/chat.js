@@ -3,7 +3,7 @@
 // it), shows the room's last messages on entering, then its messages and join/leave notices
 // with who sent them, the list of who is online (asked again on join and leave notices, at
 // most once a second), and sends what is typed. After a reconnect the client fetches what was
-// missed.
+// missed, and the page shows it; when that is not possible it says why in a warning line.
 // It is built on the client generated from the AsyncAPI document (/asyncapi/client.js), so it
 // speaks exactly the protocol the server implements. Every message is shown with
 // `textContent`: text from other people is never parsed as HTML.
