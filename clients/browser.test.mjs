@@ -4,8 +4,10 @@
 // Three pages: two in `general` see each other join, chat and leave; the third, in `private`,
 // sees none of it. A message containing markup is shown as text. Named pages see each other in
 // the online list and each other's names on messages, and a page that joins later sees the
-// room's last messages. Screenshots of the page are saved to tests/artifacts/ for a person to
-// look at.
+// room's last messages. A page cut off by the network (a TCP proxy in front of the service)
+// reconnects by itself and shows each message it missed once, in order, with its sender; after
+// a server restart that lost the room's history it says so. Screenshots of the page are saved
+// to tests/artifacts/ for a person to look at.
 //
 // Run: `make test` (or `cargo build -p room-chat && node --test clients/browser.test.mjs`).
 // Needs /usr/bin/chromium (`.ci/run` installs it) or $CHROMIUM.
@@ -16,7 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startServer } from "./server.mjs";
+import { cuttableProxy, startServer } from "./server.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const artifacts = path.join(root, "tests", "artifacts");
@@ -53,8 +55,11 @@ after(async () => {
   if (profile) await rm(profile, { recursive: true, force: true });
 });
 
-/** Opens the page in `room` (as `name`, if given) and waits until it is connected. */
-async function openRoom(room, name = null) {
+/**
+ * Opens the page in `room` (as `name`, if given) from `base` (the shared server unless given)
+ * and waits until it is connected.
+ */
+async function openRoom(room, name = null, base = server.base) {
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
@@ -63,7 +68,7 @@ async function openRoom(room, name = null) {
   });
   page.problems = problems;
   const hash = name === null ? `#room=${encodeURIComponent(room)}` : `#room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`;
-  await page.goto(room === "general" && name === null ? `${server.base}/` : `${server.base}/${hash}`);
+  await page.goto(room === "general" && name === null ? `${base}/` : `${base}/${hash}`);
   await page.locator('#status[data-status="open"]').waitFor(WAIT);
   assert.equal(await page.inputValue("#room"), room);
   assert.equal(await page.inputValue("#name"), name ?? "");
@@ -191,6 +196,124 @@ test("named pages see each other online and on messages; a later page sees the h
   for (const page of [ada, late]) assert.deepEqual(page.problems, []);
   await ada.close();
   await late.close();
+});
+
+/**
+ * A page's problems, less the browser's own report of each reconnect attempt that failed while
+ * the network or the server was down (Chromium logs those as console errors).
+ */
+const problemsBesidesReconnects = (page) =>
+  page.problems.filter((p) => !/^console: WebSocket connection to '[^']*' failed: /.test(p));
+
+/** Records every value the status badge takes (`data-status`), in `window.statusLog`. */
+async function recordStatus(page) {
+  await page.evaluate(() => {
+    const badge = document.getElementById("status");
+    window.statusLog = [badge.dataset.status];
+    new MutationObserver(() => window.statusLog.push(badge.dataset.status)).observe(badge, {
+      attributes: true,
+      attributeFilter: ["data-status"],
+    });
+  });
+}
+
+test("a page cut off from the network reconnects and shows what it missed once, in order, with senders", async () => {
+  // The page reaches the service through a proxy that can drop its connections: the network
+  // fails, the service stays up and the room goes on without the page.
+  const proxy = await cuttableProxy(server.port);
+  try {
+    const ada = await openRoom("reconnect", "ada", proxy.base);
+    await recordStatus(ada);
+    const bob = await openRoom("reconnect", "bob");
+    await waitForText(ada, "🚪 Someone joined room 'reconnect'");
+    await send(bob, "before");
+    await waitForText(ada, "💬 before");
+
+    proxy.cut();
+    await ada.locator('#status:not([data-status="open"])').waitFor(WAIT);
+    const missed = ["one", "two", "three", "four", "five"].map((n) => `missed ${n}`);
+    for (const text of missed) await send(bob, text);
+    await waitForText(bob, "💬 missed five");
+    // Still cut: the page cannot have seen any of it.
+    assert.equal(await ada.locator("#messages li .text", { hasText: "missed" }).count(), 0);
+    proxy.heal();
+
+    // It reconnects by itself (its backoff is at most a few seconds here).
+    await ada.locator('#status[data-status="open"]').waitFor({ timeout: 20000 });
+    await waitForText(ada, "💬 missed five");
+    await send(bob, "after");
+    await waitForText(ada, "💬 after");
+    assert.deepEqual(await lines(ada), [
+      "bob: 🚪 Someone joined room 'reconnect'",
+      "bob: 💬 before",
+      ...missed.map((text) => `bob: 💬 ${text}`),
+      "bob: 💬 after",
+    ]);
+    const statuses = await ada.evaluate(() => window.statusLog);
+    assert.equal(statuses[0], "open");
+    assert.ok(statuses.includes("reconnecting"), `the badge showed the reconnect: ${statuses}`);
+    assert.equal(statuses.at(-1), "open");
+    assert.equal(await ada.textContent("#status"), "connected");
+    // Bob saw Ada leave and come back.
+    await waitForText(bob, "👋 Someone left room 'reconnect'");
+    await waitForOnline(bob, ["ada", "bob"]);
+
+    await mkdir(artifacts, { recursive: true });
+    await ada.screenshot({ path: path.join(artifacts, "chat-reconnect.png") });
+    assert.deepEqual(problemsBesidesReconnects(ada), []);
+    assert.deepEqual(bob.problems, []);
+    await ada.close();
+    await bob.close();
+  } finally {
+    proxy.close();
+  }
+});
+
+test("a page whose server lost the room's history says so after reconnecting", async () => {
+  // In-memory history dies with the process: a restart on the same port is a new epoch.
+  const first = await startServer();
+  let second = null;
+  try {
+    const ada = await openRoom("lost", "ada", first.base);
+    await recordStatus(ada);
+    const bob = await openRoom("lost", "bob", first.base);
+    await waitForText(ada, "🚪 Someone joined room 'lost'");
+    await send(bob, "one");
+    await waitForText(ada, "💬 one");
+    await bob.close();
+    await waitForText(ada, "👋 Someone left room 'lost'");
+
+    await first.stop();
+    await ada.locator('#status:not([data-status="open"])').waitFor(WAIT);
+    second = await startServer({ port: first.port });
+    await ada.locator('#status[data-status="open"]').waitFor({ timeout: 20000 });
+    const notice = "⚠️ some messages sent while you were away may be missing (the server lost the room's history)";
+    await waitForText(ada, notice);
+    const again = await openRoom("lost", "bob", second.base);
+    await waitForText(ada, "🚪 Someone joined room 'lost'");
+    await send(again, "two");
+    await waitForText(ada, "💬 two");
+    assert.deepEqual(await lines(ada), [
+      "bob: 🚪 Someone joined room 'lost'",
+      "bob: 💬 one",
+      "bob: 👋 Someone left room 'lost'",
+      notice,
+      "bob: 🚪 Someone joined room 'lost'",
+      "bob: 💬 two",
+    ]);
+    assert.equal(await ada.locator("#messages li.error").count(), 1, "the notice looks like a warning");
+    const statuses = await ada.evaluate(() => window.statusLog);
+    assert.ok(statuses.includes("reconnecting"), `${statuses}`);
+    await mkdir(artifacts, { recursive: true });
+    await ada.screenshot({ path: path.join(artifacts, "chat-history-lost.png") });
+    assert.deepEqual(problemsBesidesReconnects(ada), []);
+    assert.deepEqual(again.problems, []);
+    await ada.close();
+    await again.close();
+  } finally {
+    await first.stop();
+    await second?.stop();
+  }
 });
 
 test("the API docs page renders without scripts", async () => {

@@ -5,6 +5,7 @@
 // loopback port (`--port 0`) and its log line `listening on http://ADDR` says which.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -55,6 +56,54 @@ export async function startServer({ port = 0, env = {} } = {}) {
       const timer = setTimeout(() => child.kill("SIGKILL"), 10000);
       await once(child, "exit");
       clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * A TCP proxy on a free loopback port in front of `port` that can cut every connection through it
+ * and refuse new ones until healed: a network failure between a client and the service, which
+ * itself stays up. `base`/`ws` are its `http://` and `ws://` addresses.
+ */
+export async function cuttableProxy(port) {
+  const sockets = new Set();
+  let refusing = false;
+  const proxy = net.createServer((downstream) => {
+    if (refusing) {
+      downstream.destroy();
+      return;
+    }
+    const upstream = net.connect(port, "127.0.0.1");
+    sockets.add(downstream);
+    sockets.add(upstream);
+    downstream.pipe(upstream);
+    upstream.pipe(downstream);
+    const end = () => {
+      downstream.destroy();
+      upstream.destroy();
+      sockets.delete(downstream);
+      sockets.delete(upstream);
+    };
+    downstream.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const address = `127.0.0.1:${proxy.address().port}`;
+  return {
+    base: `http://${address}`,
+    ws: `ws://${address}`,
+    /** Drops every connection and refuses new ones. */
+    cut() {
+      refusing = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    /** Accepts connections again. */
+    heal() {
+      refusing = false;
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
+      proxy.close();
     },
   };
 }

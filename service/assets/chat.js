@@ -3,7 +3,7 @@
 // it), shows the room's last messages on entering, then its messages and join/leave notices
 // with who sent them, the list of who is online (asked again on join and leave notices, at
 // most once a second), and sends what is typed. After a reconnect the client fetches what was
-// missed.
+// missed, and the page shows it; when that is not possible it says why in a warning line.
 // It is built on the client generated from the AsyncAPI document (/asyncapi/client.js), so it
 // speaks exactly the protocol the server implements. Every message is shown with
 // `textContent`: text from other people is never parsed as HTML.
@@ -32,6 +32,13 @@ let shown = new Set();
 const HISTORY_ON_ENTRY = 50;
 /** At most one presence request per this many ms (the server allows 2 per second by default). */
 const PRESENCE_EVERY_MS = 1000;
+
+/** Why a reconnect could not fill in what was missed, by the client's `onRecovery` reason. */
+const RECOVERY_FAILURES = {
+  epoch: "the server lost the room's history",
+  gap: "the oldest of them are no longer kept",
+  failed: "the server did not answer",
+};
 
 const STATUS_TEXT = {
   connecting: "connecting…",
@@ -211,8 +218,8 @@ function join(room, name = nameInput.value) {
   });
   chat.onRecovery((event) => {
     if (!event.recovered) {
-      const why = event.reason === "epoch" ? "the server lost the room's history" : "they are no longer kept";
-      append(`⚠️ some messages sent while you were away are missing (${why})`, "error");
+      const why = RECOVERY_FAILURES[event.reason] ?? event.reason;
+      append(`⚠️ some messages sent while you were away may be missing (${why})`, "error");
     }
   });
   client.onError((frame) => {

@@ -235,6 +235,22 @@ impl Client {
         self.pending.extend(early);
     }
 
+    /// [`Self::sync`] for servers that format JSON their own way (Python's `json.dumps` puts a
+    /// space after `:` and `,`): the pong is recognised by its parsed value.
+    pub async fn sync_json(&mut self) {
+        self.send_text(r#"{"action":"ping","ref":"sync"}"#).await;
+        let pong = json!({"action": "pong", "payload": null, "version": 1, "ref": "sync"});
+        let mut early = Vec::new();
+        loop {
+            let text = self.read_text().await;
+            if serde_json::from_str::<Value>(&text).ok().as_ref() == Some(&pong) {
+                break;
+            }
+            early.push(text);
+        }
+        self.pending.extend(early);
+    }
+
     /// Tries to connect; on an HTTP refusal returns its status and body.
     pub async fn try_connect(url: &str) -> Result<Self, (u16, String)> {
         match tokio_tungstenite::connect_async(url).await {
@@ -431,4 +447,52 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The python of a virtualenv at `dir` holding exactly the packages pinned in the pip
+/// requirements file `requirements`: built on first use with `python3 -m venv` and
+/// `pip install -r`, and rebuilt whenever the file's text differs from the copy kept in the
+/// venv. Panics (failing the test, never skipping it) if `python3` or pip is missing or the
+/// install fails. Serialised within the process: tests of one binary run in parallel.
+///
+/// `dir` is the caller's (`$CARGO_TARGET_TMPDIR/...` in a test binary: a library crate has no
+/// such variable).
+pub fn python_venv(dir: &std::path::Path, requirements: &std::path::Path) -> std::path::PathBuf {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let wanted = std::fs::read_to_string(requirements)
+        .unwrap_or_else(|e| panic!("{}: {e}", requirements.display()));
+    let python = dir.join("bin").join("python");
+    let stamp = dir.join("requirements.installed");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let status = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(dir)
+        .status()
+        .expect("python3 runs (install python3 and python3-venv)");
+    assert!(status.success(), "python3 -m venv {} failed", dir.display());
+    let status = std::process::Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(requirements)
+        .status()
+        .expect("the venv's pip runs");
+    assert!(
+        status.success(),
+        "pip install -r {} failed",
+        requirements.display()
+    );
+    std::fs::write(&stamp, wanted).unwrap();
+    python
 }
