@@ -10,9 +10,8 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import net from "node:net";
 import { WebSocket, WebSocketServer } from "ws";
-import { startServer } from "./server.mjs";
+import { cuttableProxy, startServer } from "./server.mjs";
 
 let server;
 let client; // the module
@@ -259,51 +258,8 @@ test("a display name goes into the query and comes back as the sender", async ()
   ada.close();
 });
 
-/**
- * A TCP proxy in front of the service that can cut every connection through it and refuse new
- * ones for a while: a client "forced off" as by a network failure, not by the server.
- */
-async function cuttableProxy(target) {
-  const sockets = new Set();
-  let refusing = false;
-  const proxy = net.createServer((downstream) => {
-    if (refusing) {
-      downstream.destroy();
-      return;
-    }
-    const upstream = net.connect(target.port, "127.0.0.1");
-    sockets.add(downstream);
-    sockets.add(upstream);
-    downstream.pipe(upstream);
-    upstream.pipe(downstream);
-    const end = () => {
-      downstream.destroy();
-      upstream.destroy();
-      sockets.delete(downstream);
-      sockets.delete(upstream);
-    };
-    downstream.on("error", end).on("close", end);
-    upstream.on("error", end).on("close", end);
-  });
-  await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-  return {
-    ws: `ws://127.0.0.1:${proxy.address().port}`,
-    cut() {
-      refusing = true;
-      for (const socket of sockets) socket.destroy();
-    },
-    heal() {
-      refusing = false;
-    },
-    close() {
-      for (const socket of sockets) socket.destroy();
-      proxy.close();
-    },
-  };
-}
-
 test("after a reconnect the client delivers every missed message exactly once, in order, before newer ones", async () => {
-  const proxy = await cuttableProxy(server);
+  const proxy = await cuttableProxy(server.port);
   const reader = new client.RoomChatClient(
     { room_name: "recovery", name: "reader" },
     { baseUrl: proxy.ws, WebSocket, reconnect: { initialDelayMs: 50, maxDelayMs: 100 } },
@@ -355,7 +311,7 @@ test("after a reconnect the client delivers every missed message exactly once, i
 
 test("a gap larger than the history is reported, and what is kept is still delivered in order", async () => {
   const small = await startServer({ env: { HISTORY_SIZE: "3" } });
-  const proxy = await cuttableProxy(small);
+  const proxy = await cuttableProxy(small.port);
   try {
     const reader = new client.RoomChatClient(
       { room_name: "gap" },
