@@ -87,26 +87,77 @@ pub(crate) fn non_local_name(name: &str) -> &str {
 /// a string, so the rules are checked (and user text mapped) when a connection joins, not again
 /// on every broadcast: a chat message costs a pointer copy for its group, not a scan of the name.
 /// Cloning shares the text.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Group(Arc<str>);
+///
+/// A group made from user text also keeps that text ([`Group::text`]): the Python pub/sub
+/// layer names its Redis channel after the raw group text without checking it (`room_café`),
+/// so the pub/sub layers use the text there, while everything else (the local tables, the
+/// queue layer's keys, whose Python side refuses such names) uses the valid name. Equality,
+/// ordering and hashing are by the name alone; the text follows from it.
+#[derive(Clone)]
+pub struct Group {
+    name: Arc<str>,
+    text: Arc<str>,
+}
+
+impl PartialEq for Group {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Group {}
+
+impl std::hash::Hash for Group {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl PartialOrd for Group {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Group {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(&other.name)
+    }
+}
 
 impl Group {
     /// A group of exactly this name; [`LayerError::InvalidGroupName`] if it breaks the rules.
     pub fn new(name: &str) -> Result<Self, LayerError> {
         validate_group_name(name)?;
-        Ok(Self(Arc::from(name)))
+        let name: Arc<str> = Arc::from(name);
+        Ok(Self {
+            text: name.clone(),
+            name,
+        })
     }
 
     /// The group for any user text (a room name such as `"café au lait"`), through the
     /// deterministic, collision-free mapping of [`safe_group_name`]: every process maps a text
     /// to the same group, so they meet there.
     pub fn for_text(text: &str) -> Self {
-        Self(Arc::from(safe_group_name(text)))
+        let name: Arc<str> = Arc::from(safe_group_name(text));
+        let text = if *name == *text {
+            name.clone()
+        } else {
+            Arc::from(text)
+        };
+        Self { name, text }
     }
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// The text the group was made from: the name itself, or the user text that
+    /// [`Group::for_text`] mapped to it.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }
 
@@ -114,31 +165,31 @@ impl std::ops::Deref for Group {
     type Target = str;
 
     fn deref(&self) -> &str {
-        &self.0
+        &self.name
     }
 }
 
 impl AsRef<str> for Group {
     fn as_ref(&self) -> &str {
-        &self.0
+        &self.name
     }
 }
 
 impl std::borrow::Borrow<str> for Group {
     fn borrow(&self) -> &str {
-        &self.0
+        &self.name
     }
 }
 
 impl std::fmt::Debug for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.0, f)
+        std::fmt::Debug::fmt(&*self.name, f)
     }
 }
 
 impl std::fmt::Display for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 

@@ -69,7 +69,7 @@ use crate::health::TargetHealth;
 use crate::hosts::{consistent_hash, moved, Backoff, ConnectionSettings, RedisHost};
 use crate::inbox::ChannelOwner;
 use crate::local::LocalCore;
-use crate::names::{random_hex32, validate_channel_name};
+use crate::names::{random_hex32, safe_group_name, validate_channel_name};
 use crate::stats::DropReason;
 use crate::{ChannelLayer, Group, Inbox, LayerError, LayerHealth, LayerStats, Message};
 
@@ -329,9 +329,11 @@ impl Shared {
         consistent_hash(name, self.hosts.len())
     }
 
-    /// The Redis channel of a group: `"{prefix}__group__{group}"`.
+    /// The Redis channel of a group: `"{prefix}__group__{text}"`, with the text the group was
+    /// made from (see [`Group::text`]), as the Python layer names it: a room `café` is
+    /// `room_café` on both, so Python and Rust members of it meet.
     fn group_channel(&self, group: &Group) -> String {
-        format!("{}{group}", self.group_prefix)
+        format!("{}{}", self.group_prefix, group.text())
     }
 
     /// Makes the subscriptions of `names` (all on host `index`) match the local table. Waits up
@@ -435,22 +437,26 @@ impl Shared {
         } else if publish.kind == PublishKind::Broadcast
             && self
                 .group_of(&publish.channel)
-                .is_some_and(|g| self.core.has_members(g))
+                .is_some_and(|g| self.core.has_members(&g))
         {
             self.core.dropped(DropReason::Unheard, &publish.channel, 1);
         }
     }
 
-    /// The group a Redis channel carries, if it is a group channel.
-    fn group_of<'a>(&self, redis_channel: &'a str) -> Option<&'a str> {
-        redis_channel.strip_prefix(&self.group_prefix)
+    /// The name of the group a Redis channel carries, if it is a group channel: the channel
+    /// holds the group's text, which maps to its name as [`Group::for_text`] maps it (without
+    /// allocating when the text is a valid name, as it usually is).
+    fn group_of<'a>(&self, redis_channel: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+        redis_channel
+            .strip_prefix(&self.group_prefix)
+            .map(safe_group_name)
     }
 
     /// Whether this process wants to hear a Redis channel: a local channel, or a group with
     /// local members.
     fn wants(&self, redis_channel: &str) -> bool {
         match self.group_of(redis_channel) {
-            Some(group) => self.core.has_members(group),
+            Some(group) => self.core.has_members(&group),
             None => self.core.is_local(redis_channel),
         }
     }
@@ -497,7 +503,7 @@ impl Shared {
         // message, though, had exactly one receiver, and it is gone (the core counts it).
         match self.group_of(name) {
             Some(group) => {
-                self.core.deliver_to_group(group, &message, None).await;
+                self.core.deliver_to_group(&group, &message, None).await;
             }
             None => self.core.deliver(name, message, None),
         }

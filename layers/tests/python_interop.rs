@@ -227,3 +227,75 @@ async fn queue_two_hosts_rust_to_python() {
         Arc::new(RedisQueueLayer::new(QueueSettings::new(hosts).with_prefix("queue")).unwrap());
     rust_to_python("queue", &servers, layer, "queue").await;
 }
+
+/// A group named by any text (the room `café`, outside the group-name rules): the Python
+/// pub/sub layer names its Redis channel after the raw text, and so does ours
+/// ([`room_chat_layers::Group::text`]), so Python and Rust members of the room meet, both ways.
+#[tokio::test]
+async fn pubsub_group_of_any_text_meets_python_both_ways() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = Arc::new(
+        RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()]).with_prefix("chat")).unwrap(),
+    );
+    let text = "room_café au lait";
+    let room = room_chat_layers::Group::for_text(text);
+    assert_ne!(
+        room.as_str(),
+        text,
+        "the text breaks the rules, so the name differs"
+    );
+
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.group_add(&room, inbox.name()).await.unwrap();
+    let sent = broadcast("python");
+    run_python(
+        "pubsub",
+        &redis.url(),
+        "chat",
+        ["group_send", text, &sent.to_string()],
+    )
+    .await;
+    assert_eq!(*recv(&mut inbox).await.as_map(), *sent.as_object().unwrap());
+
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let mut child = tokio::process::Command::new(python)
+        .arg(INTEROP_SCRIPT)
+        .args(["pubsub", &redis.url(), "chat", "receive", text, "1"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    next_line(&mut lines).await;
+    // Two subscribers of the raw channel once Python's SUBSCRIBE is in: ours and Python's.
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let channel = format!("chat__group__{text}");
+    eventually("python subscribed", || {
+        let (mut conn, channel) = (conn.clone(), channel.clone());
+        async move {
+            let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            counts.first().is_some_and(|(_, n)| *n == 2)
+        }
+    })
+    .await;
+    let sent = broadcast("rust");
+    layer.group_send(&room, msg(sent.clone())).await.unwrap();
+    let got: serde_json::Value =
+        serde_json::from_str(next_line(&mut lines).await.strip_prefix("GOT ").unwrap()).unwrap();
+    assert_eq!(got, sent);
+    // And ours heard its own broadcast through the same channel.
+    assert_eq!(*recv(&mut inbox).await.as_map(), *sent.as_object().unwrap());
+    assert!(child.wait().await.unwrap().success());
+    drop(inbox);
+    layer.close().await.unwrap();
+}

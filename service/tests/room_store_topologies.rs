@@ -50,7 +50,10 @@ async fn append_eventually(store: &RedisStore, room: &str, text: &str, within: D
         match store.append(room, text, None).await {
             Ok(stamp) => return stamp,
             Err(e) => {
-                assert!(Instant::now() < deadline, "no append within {within:?}: {e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "no append within {within:?}: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -92,19 +95,35 @@ async fn on_a_cluster_rooms_spread_over_slots_and_survive_a_failover() {
         }
     }
     for (room, offsets) in &by_room {
-        assert_eq!(offsets.keys().copied().collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>(), "{room}");
+        assert_eq!(
+            offsets.keys().copied().collect::<Vec<_>>(),
+            (1..=50).collect::<Vec<_>>(),
+            "{room}"
+        );
         // Written through both, read through the other: the same messages in offset order.
         let history = one.history(room, None, 100).await.unwrap();
-        let read: Vec<&str> = history.messages.iter().map(|m| m.message.as_str()).collect();
-        assert_eq!(read, offsets.values().map(String::as_str).collect::<Vec<_>>(), "{room}");
+        let read: Vec<&str> = history
+            .messages
+            .iter()
+            .map(|m| m.message.as_str())
+            .collect();
+        assert_eq!(
+            read,
+            offsets.values().map(String::as_str).collect::<Vec<_>>(),
+            "{room}"
+        );
         assert!(history.complete);
     }
 
     // Presence over every slot: members joined through one are listed through the other,
     // and stay listed past the expiry because the heartbeat renews them on each slot.
     for room in &rooms {
-        one.join(room, &member(&format!("ada in {room}"))).await.unwrap();
-        two.join(room, &member(&format!("bob in {room}"))).await.unwrap();
+        one.join(room, &member(&format!("ada in {room}")))
+            .await
+            .unwrap();
+        two.join(room, &member(&format!("bob in {room}")))
+            .await
+            .unwrap();
     }
     tokio::time::sleep(EXPIRY * 2).await;
     for room in &rooms {
@@ -127,8 +146,14 @@ async fn on_a_cluster_rooms_spread_over_slots_and_survive_a_failover() {
     let began = Instant::now();
     cluster.failover(slot_of_room(room)).await.unwrap();
     let stamp = append_eventually(&two, room, "💬 after", Duration::from_secs(5)).await;
-    eprintln!("cluster failover: the store appended again {:?} after it began", began.elapsed());
-    assert_eq!((stamp.offset, stamp.epoch.as_str()), (51, before.epoch.as_str()));
+    eprintln!(
+        "cluster failover: the store appended again {:?} after it began",
+        began.elapsed()
+    );
+    assert_eq!(
+        (stamp.offset, stamp.epoch.as_str()),
+        (51, before.epoch.as_str())
+    );
     let after = two.history(room, Some(50), 100).await.unwrap();
     assert_eq!(after.messages.len(), 1);
     assert!(after.complete);
@@ -165,7 +190,10 @@ async fn on_a_sentinel_group_the_store_follows_a_failover() {
     );
     assert_ne!(group.master_port().await, Some(old_master));
     assert_eq!((a.offset, b.offset), (11, 12));
-    assert_eq!((a.epoch.as_str(), b.epoch.as_str()), (last.epoch.as_str(), last.epoch.as_str()));
+    assert_eq!(
+        (a.epoch.as_str(), b.epoch.as_str()),
+        (last.epoch.as_str(), last.epoch.as_str())
+    );
     let history = two.history("lobby", None, 100).await.unwrap();
     let offsets: Vec<u64> = history.messages.iter().map(|m| m.offset).collect();
     assert_eq!(offsets, (1..=12).collect::<Vec<_>>());
