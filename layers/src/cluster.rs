@@ -19,11 +19,16 @@
 //! never resubscribes, and after a `kill -9` of a node only a `Disconnection` push arrives (no
 //! node named). Left alone the channel goes silent for good while the connection looks fine.
 //! Here a supervisor task:
-//! - on a `sunsubscribe` of a channel this process still wants, marks that channel's partition
-//!   Down and queues the channel for resubscription;
+//! - on `sunsubscribe`s of channels this process still wants, marks their partitions Down and
+//!   queues the channels for resubscription. A failover unsubscribes every channel of the moved
+//!   slots at once (thousands with thousands of groups); the pushes land in a set that the
+//!   supervisor takes whole, so a burst costs one `SSUBSCRIBE` per partition, not one per
+//!   channel (measured with 10,000 groups: see `tests/cluster.rs`), and a partition is never
+//!   Up again while one of its lost channels is not resubscribed;
 //! - on a `Disconnection`, marks every partition Down and queues everything wanted;
 //! - resubscribes what is queued, one partition per `SSUBSCRIBE`, retrying (redis-rs follows
-//!   `MOVED` and refreshes its slot map) every `keepalive_interval` until it succeeds;
+//!   `MOVED` and refreshes its slot map) every `keepalive_interval` until it succeeds
+//!   ([`LayerStats::resubscribes`] counts these commands);
 //! - sends each partition an end-to-end **liveness probe** every `keepalive_interval`: a
 //!   `SPUBLISH` through the normal publish path to the partition's probe channel, expected back
 //!   on our subscription within `command_timeout`. A partition is Up (health, sends accepted)
@@ -33,7 +38,7 @@
 //!
 //! **Routing publishes.** `SPUBLISH` goes to each partition's master as found by our own
 //! `CLUSTER SLOTS` poll (every 10 s, and at once after a partition went Down or a publish
-//! failed), not where redis-rs's slot map says: after a `CLUSTER FAILOVER` that map was seen to
+//! failed), over our own connection to that master, not where redis-rs's slot map says: after a `CLUSTER FAILOVER` that map was seen to
 //! keep naming the demoted master, now a replica, which accepts `SPUBLISH` but delivers it only
 //! to its own subscribers (replication flows master to replica, never back), a silent loss for
 //! every other process. Subscriptions are sent after a keyed read of the partition's slot, whose
@@ -50,9 +55,14 @@
 //! migration lost none, a `CLUSTER FAILOVER` lost one (counted), a `kill -9` of the master lost
 //! one (counted) while sends during the ~3.6 s promotion were refused. Sends to a partition
 //! that is Down are refused with [`LayerError::Unavailable`]; a pipeline that fails counts
-//! [`DropReason::PublishFailed`] per message. Pushes arrive through bounded queues: a message
-//! that does not fit is [`DropReason::DispatchOverflow`]; a control push that does not fit
-//! makes the supervisor resubscribe everything (never lost silently).
+//! [`DropReason::PublishFailed`] per message. Messages from Redis arrive through a bounded queue:
+//! one that does not fit is [`DropReason::DispatchOverflow`].
+//!
+//! **A hung node.** Each partition has its own publish queue and publisher task, so a master
+//! that stops answering (SIGSTOP, a silent partition) holds up only the partitions it serves:
+//! their probes go unanswered and they are Down within `keepalive_interval` +
+//! `command_timeout` (rounded up to whole keepalive ticks), while the other partitions keep
+//! publishing and stay Up.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -102,11 +112,10 @@ pub struct ClusterPubSubSettings {
     /// Messages from Redis that may wait for fan-out (default 8192; beyond it dropped and
     /// counted as dispatch overflow).
     pub dispatch_queue: usize,
-    /// Control pushes (`sunsubscribe`, disconnection) that may wait for the supervisor (default
-    /// 1024; beyond it the supervisor resubscribes everything).
-    pub control_queue: usize,
-    /// Messages that may wait for the publisher task (default 8192; a full queue makes a sender
-    /// wait up to `command_timeout`, then refuses).
+    /// Messages that may wait to be published (default 8192), split evenly over the partitions
+    /// (128 each with 64): every partition has its own queue and publisher task, so a node that
+    /// hangs stalls only the partitions it serves, never the others' publishes and probes. A
+    /// full queue makes a sender wait up to `command_timeout`, then refuses.
     pub publish_queue: usize,
     /// Timeouts and the probe interval (`keepalive_interval`).
     pub connection: ConnectionSettings,
@@ -121,7 +130,6 @@ impl ClusterPubSubSettings {
             partitions: DEFAULT_PARTITIONS,
             local_queue_bound: 1024,
             dispatch_queue: 8192,
-            control_queue: 1024,
             publish_queue: 8192,
             connection: ConnectionSettings::default(),
         }
@@ -226,17 +234,32 @@ struct Shared {
     subscribed: tokio::sync::Mutex<HashSet<String>>,
     /// Redis channels waiting to be resubscribed by the supervisor.
     pending: Mutex<HashSet<String>>,
-    /// Set when a control push could not be queued: resubscribe everything.
-    resync: Arc<AtomicBool>,
+    /// Channels Redis unsubscribed us from (`sunsubscribe` pushes), not yet handled by the
+    /// supervisor. A set rather than a queue: a failover unsubscribes every channel of the
+    /// moved slots in one burst (thousands with thousands of groups), and the supervisor takes
+    /// the whole set at once, so one burst costs one `SSUBSCRIBE` per partition. It holds at
+    /// most the channels this process subscribed (Redis names no others), so it needs no bound
+    /// of its own.
+    lost: Arc<Mutex<HashSet<String>>>,
+    /// Set on a `Disconnection` push (or a `sunsubscribe` naming no channel): resubscribe
+    /// everything.
+    disconnected: Arc<AtomicBool>,
     /// SMessage pushes dropped because the dispatch queue was full (counted by the dispatcher).
     overflowed: Arc<AtomicU64>,
     wake: Arc<Notify>,
-    publisher: mpsc::Sender<Publish>,
+    /// Each partition's publish queue, read by that partition's publisher task.
+    publishers: Vec<mpsc::Sender<Publish>>,
     /// Each partition's master (host, port), from our own `CLUSTER SLOTS` poll: `SPUBLISH` is
     /// routed there explicitly (see [`Shared::refresh_masters`]).
     masters: Mutex<Vec<Option<(String, u16)>>>,
     /// Set when a publish failed or a partition went down: poll the topology at the next tick.
     stale_masters: AtomicBool,
+    /// Our own connection to each master that `SPUBLISH` pipelines go to, made on first use and
+    /// dropped when it fails. Not redis-rs's cluster connection: that one connects to a node
+    /// only once its own slot map names it, and after a failover it was seen to lack the new
+    /// master for seconds ("connection not found" for every publish and probe, the partition
+    /// Down all that while), although our `CLUSTER SLOTS` poll already named it.
+    master_conns: Mutex<HashMap<(String, u16), redis::aio::MultiplexedConnection>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -260,7 +283,6 @@ struct Partition {
 struct Publish {
     /// The Redis (tagged) channel.
     channel: String,
-    partition: usize,
     payload: Bytes,
     kind: PublishKind,
 }
@@ -270,12 +292,6 @@ enum PublishKind {
     Direct,
     Broadcast,
     Probe,
-}
-
-/// Control pushes for the supervisor.
-enum Control {
-    Lost(String),
-    Disconnected,
 }
 
 /// Supervisor ticks (`keepalive_interval` each) between two topology polls when all is well:
@@ -298,12 +314,13 @@ impl RedisClusterPubSubLayer {
             LayerError::Config("channel layers must be created inside a Tokio runtime".into())
         })?;
         let (messages_tx, messages_rx) = mpsc::channel::<PushInfo>(settings.dispatch_queue.max(1));
-        let (control_tx, control_rx) = mpsc::channel::<Control>(settings.control_queue.max(1));
-        let resync = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(Mutex::new(HashSet::new()));
+        let disconnected = Arc::new(AtomicBool::new(false));
         let overflowed = Arc::new(AtomicU64::new(0));
         let wake = Arc::new(Notify::new());
         let push_sender = {
-            let resync = resync.clone();
+            let lost = lost.clone();
+            let disconnected = disconnected.clone();
             let overflowed = overflowed.clone();
             let wake = wake.clone();
             // Runs inside redis-rs for every push: classify and hand over, never wait.
@@ -316,19 +333,16 @@ impl RedisClusterPubSubLayer {
                         }
                     }
                     PushKind::SUnsubscribe => {
-                        let channel = push.data.first().and_then(text);
-                        let queued = channel
-                            .map(|c| control_tx.try_send(Control::Lost(c)).is_ok())
-                            .unwrap_or(false);
-                        if !queued {
-                            resync.store(true, Ordering::Release);
+                        match push.data.first().and_then(text) {
+                            Some(channel) => {
+                                lock(&lost).insert(channel);
+                            }
+                            None => disconnected.store(true, Ordering::Release),
                         }
                         wake.notify_one();
                     }
                     PushKind::Disconnection => {
-                        if control_tx.try_send(Control::Disconnected).is_err() {
-                            resync.store(true, Ordering::Release);
-                        }
+                        disconnected.store(true, Ordering::Release);
                         wake.notify_one();
                     }
                     _ => {}
@@ -367,7 +381,10 @@ impl RedisClusterPubSubLayer {
             .enumerate()
             .map(|(i, tag)| format!("partition {i} (tag {{{tag}}}, slot {})", slot_of_tag(tag)))
             .collect();
-        let (publisher, publish_rx) = mpsc::channel(settings.publish_queue.max(1));
+        let per_partition = settings.publish_queue.div_ceil(partitions.len()).max(1);
+        let (publishers, publish_rxs): (Vec<_>, Vec<_>) = (0..partitions.len())
+            .map(|_| mpsc::channel::<Publish>(per_partition))
+            .unzip();
         let pending = partitions.iter().map(|p| p.probe_channel.clone()).collect();
         let shared = Arc::new(Shared {
             group_prefix: format!("{}__group__", settings.prefix),
@@ -379,18 +396,22 @@ impl RedisClusterPubSubLayer {
             probes,
             subscribed: tokio::sync::Mutex::new(HashSet::new()),
             pending: Mutex::new(pending),
-            resync,
+            lost,
+            disconnected,
             overflowed,
             wake,
-            publisher,
+            publishers,
             masters: Mutex::new(Vec::new()),
             stale_masters: AtomicBool::new(true),
+            master_conns: Mutex::new(HashMap::new()),
             settings,
         });
         let tasks = &shared.core.lifecycle.tasks;
-        tasks.spawn(run_supervisor(shared.clone(), control_rx));
+        tasks.spawn(run_supervisor(shared.clone()));
         tasks.spawn(run_dispatcher(shared.clone(), messages_rx));
-        tasks.spawn(run_publisher(shared.clone(), publish_rx));
+        for (partition, queue) in publish_rxs.into_iter().enumerate() {
+            tasks.spawn(run_publisher(shared.clone(), partition, queue));
+        }
         Ok(Self { shared })
     }
 
@@ -431,13 +452,12 @@ impl RedisClusterPubSubLayer {
         }
         let publish = Publish {
             channel: shared.tagged(name),
-            partition,
             payload: message.to_msgpack()?,
             kind,
         };
         match timeout(
             shared.settings.connection.command_timeout,
-            shared.publisher.send(publish),
+            shared.publishers[partition].send(publish),
         )
         .await
         {
@@ -576,37 +596,95 @@ impl Shared {
         Ok(())
     }
 
+    /// Handles every loss Redis reported since the last call, as one batch: the channels of a
+    /// `sunsubscribe` burst (or, after a disconnection, everything wanted) are queued for
+    /// resubscription, their partitions marked Down, the topology polled once (the slot moved:
+    /// publish to its new master from now on, not after the next poll; a publish to the old
+    /// one is lost, if counted), and the queue resubscribed with one `SSUBSCRIBE` per partition.
+    async fn follow_losses(&self) {
+        let disconnected = self.disconnected.swap(false, Ordering::AcqRel);
+        let lost: Vec<String> = lock(&self.lost).drain().collect();
+        if disconnected {
+            lock(&self.pending).extend(self.wanted());
+            for partition in 0..self.partitions.len() {
+                self.partition_down(
+                    partition,
+                    "connection to a cluster node lost; resubscribing",
+                );
+            }
+        } else {
+            let lost: Vec<String> = lost.into_iter().filter(|c| self.wants(c)).collect();
+            if lost.is_empty() {
+                return;
+            }
+            {
+                let mut subscribed = self.subscribed.lock().await;
+                for channel in &lost {
+                    subscribed.remove(channel);
+                }
+            }
+            let mut partitions: Vec<usize> =
+                lost.iter().map(|c| self.partition_of_tagged(c)).collect();
+            partitions.sort_unstable();
+            partitions.dedup();
+            lock(&self.pending).extend(lost);
+            for partition in partitions {
+                self.partition_down(
+                    partition,
+                    "Redis unsubscribed us (slot moved or failover); resubscribing",
+                );
+            }
+        }
+        self.refresh_masters().await;
+        self.resubscribe_pending().await;
+    }
+
     /// Resubscribes what the supervisor queued. Partitions that succeed get a probe at once.
     async fn resubscribe_pending(&self) {
         let pending: Vec<String> = lock(&self.pending).drain().collect();
         if pending.is_empty() {
             return;
         }
-        let Ok(mut conn) = self.conn().await else {
+        let Ok(conn) = self.conn().await else {
             lock(&self.pending).extend(pending);
             return;
         };
         let mut subscribed = self.subscribed.lock().await;
         let limit = self.settings.connection.command_timeout;
-        for (partition, batch) in by_partition(self, pending) {
-            let batch: Vec<String> = batch.into_iter().filter(|c| self.wants(c)).collect();
-            if batch.is_empty() {
-                continue;
+        let batches: Vec<(usize, Vec<String>)> = by_partition(self, pending)
+            .into_iter()
+            .map(|(p, batch)| (p, batch.into_iter().filter(|c| self.wants(c)).collect()))
+            .filter(|(_, batch): &(usize, Vec<String>)| !batch.is_empty())
+            .collect();
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for (partition, batch) in &batches {
+            let mut conn = conn.clone();
+            let route = format!("{{{}}}route", self.tags[*partition]);
+            outcomes.push({
+                // redis-rs routes SSUBSCRIBE by its slot map, which a failover leaves naming
+                // the demoted master, now a replica that accepts the subscription and then
+                // hears nothing while it resyncs (measured: ~2 s of broadcasts lost, uncounted).
+                // A keyed read of the partition's slot answers MOVED there, which makes redis-rs
+                // refresh its map first, so the subscription lands on the master. Only a hint,
+                // so bounded by the keepalive interval: while a crashed master is not replaced
+                // yet it does not answer, and the supervisor must get on with its probes.
+                let _ = timeout(
+                    self.settings.connection.keepalive_interval,
+                    redis::cmd("EXISTS")
+                        .arg(route)
+                        .query_async::<i64>(&mut conn),
+                )
+                .await;
+                timeout(limit, conn.ssubscribe(batch)).await
+            });
+        }
+        for ((partition, batch), outcome) in batches.into_iter().zip(outcomes) {
+            // The first subscription of a partition (at start) establishes, every later one
+            // restores: only those are counted.
+            if self.partitions[partition].was_up.load(Ordering::Acquire) {
+                self.core.count_resubscribe();
             }
-            // redis-rs routes SSUBSCRIBE by its slot map, which a failover leaves naming the
-            // demoted master, now a replica that accepts the subscription and then hears nothing
-            // while it resyncs (measured: ~2 s of broadcasts lost, uncounted). A keyed read of
-            // the partition's slot answers MOVED there, which makes redis-rs refresh its map
-            // first, so the subscription lands on the master.
-            let route = format!("{{{}}}route", self.tags[partition]);
-            let _ = timeout(
-                limit,
-                redis::cmd("EXISTS")
-                    .arg(route)
-                    .query_async::<i64>(&mut conn),
-            )
-            .await;
-            match timeout(limit, conn.ssubscribe(&batch)).await {
+            match outcome {
                 Ok(Ok(())) => {
                     subscribed.extend(batch);
                     self.send_probe(partition);
@@ -635,15 +713,25 @@ impl Shared {
         let Ok(mut conn) = self.conn().await else {
             return;
         };
-        let reply = timeout(
-            self.settings.connection.command_timeout,
-            conn.route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
-            ),
-        )
-        .await;
-        let Ok(Ok(Value::Array(ranges))) = reply else {
+        // A random master may be the one that just crashed, which answers nothing until its
+        // timeout: up to three tries, each bounded by the keepalive interval, so one dead node
+        // does not hold up the supervisor (and the probes it sends) for a command timeout.
+        let mut reply = None;
+        for _ in 0..3 {
+            let attempt = timeout(
+                self.settings.connection.keepalive_interval,
+                conn.route_command(
+                    redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+                ),
+            )
+            .await;
+            if let Ok(Ok(value)) = attempt {
+                reply = Some(value);
+                break;
+            }
+        }
+        let Some(Value::Array(ranges)) = reply else {
             tracing::debug!(
                 layer = KIND,
                 "CLUSTER SLOTS failed; keeping the last topology"
@@ -684,9 +772,77 @@ impl Shared {
                     .find(|(start, end, _, _)| (*start..=*end).contains(&slot))
                     .map(|(_, _, host, port)| (host.clone(), *port))
             })
-            .collect();
-        *lock(&self.masters) = masters;
+            .collect::<Vec<Option<(String, u16)>>>();
+        let moved: Vec<usize> = {
+            let mut known = lock(&self.masters);
+            let moved = known
+                .iter()
+                .zip(&masters)
+                .enumerate()
+                .filter(|(_, (old, new))| old.is_some() && new.is_some() && old != new)
+                .map(|(partition, _)| partition)
+                .collect();
+            *known = masters;
+            moved
+        };
         self.stale_masters.store(false, Ordering::Release);
+        // A partition whose master changed (a replica promoted after a crash) is resubscribed
+        // now, whatever redis-rs said of earlier attempts: it acknowledges an SSUBSCRIBE for a
+        // slot whose master is dead without it reaching any node, and waiting for the probe
+        // sent then to miss its deadline cost a whole command timeout after the promotion
+        // (measured: delivery back ~2.5 s after the promotion; now within a keepalive tick).
+        for partition in moved {
+            let channels: Vec<String> = self
+                .wanted()
+                .into_iter()
+                .filter(|c| self.partition_of_tagged(c) == partition)
+                .collect();
+            {
+                let mut subscribed = self.subscribed.lock().await;
+                for channel in &channels {
+                    subscribed.remove(channel);
+                }
+            }
+            lock(&self.pending).extend(channels);
+            self.partition_down(partition, "the partition's master changed; resubscribing");
+        }
+    }
+
+    /// A connection to the master at `host:port` for publishing (see `master_conns`), with the
+    /// seeds' credentials and the layer's timeouts.
+    async fn master_conn(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<redis::aio::MultiplexedConnection, String> {
+        let key = (host.to_owned(), port);
+        if let Some(conn) = lock(&self.master_conns).get(&key) {
+            return Ok(conn.clone());
+        }
+        let seed = self
+            .settings
+            .seeds
+            .first()
+            .ok_or_else(|| "no seed node".to_owned())?;
+        let info = redis::IntoConnectionInfo::into_connection_info(seed.as_str())
+            .map_err(|e| e.to_string())?
+            .set_addr(redis::ConnectionAddr::Tcp(host.to_owned(), port));
+        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        let connection = &self.settings.connection;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connection.connect_timeout))
+            .set_response_timeout(Some(connection.command_timeout));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+        lock(&self.master_conns).insert(key, conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops a failed publishing connection, so the next publish makes a new one.
+    fn forget_master_conn(&self, host: &str, port: u16) {
+        lock(&self.master_conns).remove(&(host.to_owned(), port));
     }
 
     /// The master of a partition, if known.
@@ -702,8 +858,17 @@ impl Shared {
         self.core.set_down(partition, reason);
     }
 
-    /// Queues a probe for `partition` on the publisher, unless one is in flight.
+    /// Queues a probe for `partition` on the publisher, unless one is in flight; it is overdue
+    /// `command_timeout` from now.
     fn send_probe(&self, partition: usize) {
+        self.send_probe_at(partition, Instant::now());
+    }
+
+    /// [`Self::send_probe`] with the deadline counted from `tick`, the keepalive tick that
+    /// sends it: the check on a later tick then finds it overdue exactly `command_timeout`
+    /// (rounded up to whole ticks) after it was sent, not one tick later for the microseconds
+    /// the tick's own work took.
+    fn send_probe_at(&self, partition: usize, tick: Instant) {
         static SEQ: AtomicU64 = AtomicU64::new(1);
         let part = &self.partitions[partition];
         let mut in_flight = lock(&part.in_flight);
@@ -713,15 +878,11 @@ impl Shared {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let probe = Publish {
             channel: part.probe_channel.clone(),
-            partition,
             payload: Bytes::copy_from_slice(&seq.to_be_bytes()),
             kind: PublishKind::Probe,
         };
-        if self.publisher.try_send(probe).is_ok() {
-            *in_flight = Some((
-                seq,
-                Instant::now() + self.settings.connection.command_timeout,
-            ));
+        if self.publishers[partition].try_send(probe).is_ok() {
+            *in_flight = Some((seq, tick + self.settings.connection.command_timeout));
         }
     }
 
@@ -739,12 +900,15 @@ impl Shared {
             }
             *in_flight = None;
         }
-        let waiting = {
-            let pending = lock(&self.pending);
-            pending
+        // Not Up while any of its subscriptions is known to be missing: queued for
+        // resubscription, or reported lost and not handled yet.
+        let waiting = self.disconnected.load(Ordering::Acquire)
+            || lock(&self.pending)
                 .iter()
                 .any(|c| self.partition_of_tagged(c) == partition)
-        };
+            || lock(&self.lost)
+                .iter()
+                .any(|c| self.wants(c) && self.partition_of_tagged(c) == partition);
         if !waiting && !*part.listening.borrow() {
             part.listening.send_replace(true);
             part.was_up.store(true, Ordering::Release);
@@ -838,7 +1002,7 @@ impl ChannelOwner for Shared {
 }
 
 /// Follows control pushes, resubscribes, and probes every partition (see the module docs).
-async fn run_supervisor(shared: Arc<Shared>, mut control: mpsc::Receiver<Control>) {
+async fn run_supervisor(shared: Arc<Shared>) {
     let interval = shared.settings.connection.keepalive_interval;
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -849,42 +1013,17 @@ async fn run_supervisor(shared: Arc<Shared>, mut control: mpsc::Receiver<Control
         tokio::select! {
             biased;
             () = shared.core.lifecycle.shutdown.cancelled() => return,
-            event = control.recv() => match event {
-                Some(Control::Lost(channel)) => {
-                    if shared.wants(&channel) {
-                        let partition = shared.partition_of_tagged(&channel);
-                        shared.subscribed.lock().await.remove(&channel);
-                        lock(&shared.pending).insert(channel);
-                        shared.partition_down(partition, "Redis unsubscribed us (slot moved or failover); resubscribing");
-                        // The slot moved: publish to its new master from now on, not after
-                        // the next poll (a publish to the old one is lost, if counted).
-                        shared.refresh_masters().await;
-                        shared.resubscribe_pending().await;
-                    }
-                }
-                Some(Control::Disconnected) => {
-                    lock(&shared.pending).extend(shared.wanted());
-                    for partition in 0..shared.partitions.len() {
-                        shared.partition_down(partition, "connection to a cluster node lost; resubscribing");
-                    }
-                    shared.refresh_masters().await;
-                    shared.resubscribe_pending().await;
-                }
-                None => return,
-            },
-            () = shared.wake.notified() => {}
-            _ = ticks.tick() => {
+            () = shared.wake.notified() => shared.follow_losses().await,
+            tick = ticks.tick() => {
+                // Pushes that came while the last round ran (a wake-up is one permit).
+                shared.follow_losses().await;
                 since_poll += 1;
                 if since_poll >= TOPOLOGY_POLL_TICKS || shared.stale_masters.load(Ordering::Acquire) {
                     since_poll = 0;
                     shared.refresh_masters().await;
                 }
-                if shared.resync.swap(false, Ordering::AcqRel) {
-                    lock(&shared.pending).extend(shared.wanted());
-                }
-                let now = Instant::now();
                 for (partition, part) in shared.partitions.iter().enumerate() {
-                    let overdue = lock(&part.in_flight).is_some_and(|(_, deadline)| now >= deadline);
+                    let overdue = lock(&part.in_flight).is_some_and(|(_, deadline)| tick >= deadline);
                     if overdue {
                         let channels: Vec<String> = shared
                             .wanted()
@@ -897,7 +1036,7 @@ async fn run_supervisor(shared: Arc<Shared>, mut control: mpsc::Receiver<Control
                 }
                 shared.resubscribe_pending().await;
                 for partition in 0..shared.partitions.len() {
-                    shared.send_probe(partition);
+                    shared.send_probe_at(partition, tick);
                 }
             }
         }
@@ -925,11 +1064,12 @@ async fn run_dispatcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<PushInfo>
     }
 }
 
-/// Writes queued messages as one `SPUBLISH` pipeline per partition per round, in queue order
-/// within each partition (a sender's messages to one channel stay in order).
-async fn run_publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<Publish>) {
+/// Writes one partition's queued messages as `SPUBLISH` pipelines to its master, in queue
+/// order (a sender's messages to one channel stay in order). One task per partition: a master
+/// that hangs holds up only its own partitions' pipelines, for at most `command_timeout` each.
+async fn run_publisher(shared: Arc<Shared>, partition: usize, mut queue: mpsc::Receiver<Publish>) {
     let limit = shared.settings.connection.command_timeout;
-    let mut batch: Vec<Publish> = Vec::with_capacity(PUBLISH_BATCH);
+    let mut list: Vec<Publish> = Vec::with_capacity(PUBLISH_BATCH);
     loop {
         let first = tokio::select! {
             biased;
@@ -937,81 +1077,80 @@ async fn run_publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<Publish>) 
             first = queue.recv() => first,
         };
         let Some(first) = first else { break };
-        batch.push(first);
-        while batch.len() < PUBLISH_BATCH {
+        list.push(first);
+        while list.len() < PUBLISH_BATCH {
             match queue.try_recv() {
-                Ok(publish) => batch.push(publish),
+                Ok(publish) => list.push(publish),
                 Err(_) => break,
             }
         }
-        let mut parts: Vec<(usize, Vec<Publish>)> = Vec::new();
-        for publish in batch.drain(..) {
-            match parts.iter_mut().find(|(p, _)| *p == publish.partition) {
-                Some((_, list)) => list.push(publish),
-                None => parts.push((publish.partition, vec![publish])),
-            }
+        let mut pipeline = redis::pipe();
+        for publish in &list {
+            pipeline
+                .cmd("SPUBLISH")
+                .arg(&publish.channel)
+                .arg(publish.payload.as_ref());
         }
-        for (partition, list) in parts {
-            let mut pipeline = redis::pipe();
-            for publish in &list {
-                pipeline
-                    .cmd("SPUBLISH")
-                    .arg(&publish.channel)
-                    .arg(publish.payload.as_ref());
-            }
-            let count = list.len();
-            let replies: Result<Vec<i64>, String> =
-                match (shared.conn().await, shared.master_of(partition)) {
-                    (Ok(mut conn), Some((host, port))) => {
-                        let route = SingleNodeRoutingInfo::ByAddress { host, port };
-                        match timeout(limit, conn.route_pipeline(pipeline, 0, count, route)).await {
+        let replies: Result<Vec<i64>, String> =
+            match (shared.conn().await, shared.master_of(partition)) {
+                (Ok(_), Some((host, port))) => match shared.master_conn(&host, port).await {
+                    Ok(mut master) => {
+                        match timeout(limit, pipeline.query_async::<Vec<Value>>(&mut master)).await
+                        {
                             Ok(Ok(values)) => values
                                 .into_iter()
                                 .map(redis::from_redis_value::<i64>)
                                 .collect::<Result<Vec<i64>, _>>()
                                 .map_err(|e| e.to_string()),
-                            Ok(Err(e)) => Err(e.to_string()),
-                            Err(_) => Err("SPUBLISH timed out".to_owned()),
+                            Ok(Err(e)) => {
+                                shared.forget_master_conn(&host, port);
+                                Err(e.to_string())
+                            }
+                            Err(_) => {
+                                shared.forget_master_conn(&host, port);
+                                Err("SPUBLISH timed out".to_owned())
+                            }
                         }
                     }
-                    // No topology yet: let redis-rs route by slot.
-                    (Ok(mut conn), None) => {
-                        match timeout(limit, pipeline.query_async(&mut conn)).await {
-                            Ok(Ok(replies)) => Ok(replies),
-                            Ok(Err(e)) => Err(e.to_string()),
-                            Err(_) => Err("SPUBLISH timed out".to_owned()),
-                        }
-                    }
-                    (Err(e), _) => Err(e.to_string()),
-                };
-            if replies.is_err() {
-                shared.stale_masters.store(true, Ordering::Release);
-            }
-            match replies {
-                Ok(replies) => {
-                    for (publish, receivers) in list.iter().zip(replies) {
-                        shared.published(publish, receivers);
-                    }
+                    Err(reason) => Err(reason),
+                },
+                // No topology yet: let redis-rs route by slot.
+                (Ok(mut conn), None) => match timeout(limit, pipeline.query_async(&mut conn)).await
+                {
+                    Ok(Ok(replies)) => Ok(replies),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("SPUBLISH timed out".to_owned()),
+                },
+                (Err(e), _) => Err(e.to_string()),
+            };
+        if replies.is_err() {
+            shared.stale_masters.store(true, Ordering::Release);
+        }
+        match replies {
+            Ok(replies) => {
+                for (publish, receivers) in list.iter().zip(replies) {
+                    shared.published(publish, receivers);
                 }
-                Err(reason) => {
-                    let lost = list.iter().filter(|p| p.kind != PublishKind::Probe).count();
-                    tracing::warn!(
-                        layer = KIND,
-                        partition,
-                        messages = lost,
-                        reason,
-                        "publishing failed; the messages are lost"
+            }
+            Err(reason) => {
+                let lost = list.iter().filter(|p| p.kind != PublishKind::Probe).count();
+                tracing::warn!(
+                    layer = KIND,
+                    partition,
+                    messages = lost,
+                    reason,
+                    "publishing failed; the messages are lost"
+                );
+                for publish in list.iter().filter(|p| p.kind != PublishKind::Probe) {
+                    shared.core.dropped(
+                        DropReason::PublishFailed,
+                        shared.untagged(&publish.channel),
+                        1,
                     );
-                    for publish in list.iter().filter(|p| p.kind != PublishKind::Probe) {
-                        shared.core.dropped(
-                            DropReason::PublishFailed,
-                            shared.untagged(&publish.channel),
-                            1,
-                        );
-                    }
                 }
             }
         }
+        list.clear();
     }
     queue.close();
     while let Ok(publish) = queue.try_recv() {

@@ -468,6 +468,11 @@ impl LocalCore {
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a subscribe command sent to restore subscriptions the backend dropped.
+    pub(crate) fn count_resubscribe(&self) {
+        self.counters.resubscribes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a successful `group_send`.
     pub(crate) fn count_group_sent(&self) {
         self.counters.group_sent.fetch_add(1, Ordering::Relaxed);

@@ -100,6 +100,11 @@ pub struct LayerStats {
     pub outages: u64,
     /// Times a lost backend connection was re-established.
     pub reconnects: u64,
+    /// Subscribe commands sent to restore subscriptions the backend dropped (a failover, a slot
+    /// migration, a lost node connection, a missed liveness probe). Counted by the Cluster
+    /// pub/sub layer, which resubscribes one partition per `SSUBSCRIBE`: the cost of a failover
+    /// in commands, which grows with the partitions affected, not with the groups.
+    pub resubscribes: u64,
 }
 
 impl LayerStats {
@@ -127,6 +132,7 @@ pub(crate) struct Counters {
     drops: [AtomicU64; DropReason::ALL.len()],
     pub(crate) outages: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) resubscribes: AtomicU64,
     /// Drops not yet reported in a warning.
     unreported: AtomicU64,
     /// Milliseconds since `epoch` of the last warning (0 = never).
@@ -155,6 +161,7 @@ impl Counters {
             drops,
             outages: self.outages.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
+            resubscribes: self.resubscribes.load(Relaxed),
         }
     }
 

@@ -15,6 +15,15 @@
 //! redis.restart().await?; // same port, empty data
 //! # Ok(()) }
 //! ```
+//!
+//! Topologies for failover tests and benchmarks: [`cluster::RedisCluster`] (3 masters + 3
+//! replicas) and [`sentinel::SentinelGroup`] (1 master + 1 replica + 3 sentinels). Every
+//! fixture reports a missing tool or a topology that never gets ready as an `io::Error`, so a
+//! test fails instead of skipping.
+
+pub mod cluster;
+mod process;
+pub mod sentinel;
 
 use std::io;
 use std::net::TcpListener;
@@ -44,9 +53,7 @@ impl RedisServer {
     /// Starts `redis-server` (from `PATH`, or `$REDIS_SERVER`) on a free port and waits until
     /// it answers `PING`. Retries on another port if the chosen one was taken meanwhile.
     pub async fn start() -> io::Result<Self> {
-        let program = std::env::var_os("REDIS_SERVER")
-            .map_or_else(|| PathBuf::from("redis-server"), PathBuf::from);
-        Self::start_with(&program).await
+        Self::start_with(&redis_server_program()).await
     }
 
     /// Like [`start`](Self::start), with another server binary that speaks the Redis
@@ -233,4 +240,63 @@ async fn ping(port: u16) -> bool {
 fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// The `redis-server` binary: `$REDIS_SERVER`, or `redis-server` from `PATH`.
+fn redis_server_program() -> PathBuf {
+    std::env::var_os("REDIS_SERVER").map_or_else(|| PathBuf::from("redis-server"), PathBuf::from)
+}
+
+/// How long [`command`] waits to connect, and then for the reply.
+const COMMAND_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const COMMAND_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sends one command to the server on `127.0.0.1:port` on a fresh connection (500 ms to
+/// connect, 1 s for the reply): for topology checks and admin commands (`CLUSTER NODES`,
+/// `SENTINEL …`, `PUBSUB SHARDCHANNELS`) that must not share a connection with the code under
+/// test. Any failure, a Redis error reply included, is an `io::Error`.
+pub async fn command(port: u16, args: &[&str]) -> io::Result<redis::Value> {
+    let (name, rest) = args
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "an empty command"))?;
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{port}/")).map_err(io::Error::other)?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(COMMAND_CONNECT_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_REPLY_TIMEOUT));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(io::Error::other)?;
+    let mut cmd = redis::cmd(name);
+    for arg in rest {
+        cmd.arg(*arg);
+    }
+    cmd.query_async(&mut conn).await.map_err(io::Error::other)
+}
+
+/// A reply as text (`INFO`, `CLUSTER NODES`), empty if it is none.
+fn text(value: Option<redis::Value>) -> String {
+    value
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .unwrap_or_default()
+}
+
+/// Polls `check` every 100 ms until it holds; a `TimedOut` error naming `what` after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> io::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timed out after {limit:?} waiting until {what}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }

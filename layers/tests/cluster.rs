@@ -20,235 +20,30 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use room_chat_layers::cluster::{slot_of_tag, ClusterPubSubSettings, RedisClusterPubSubLayer};
-use room_chat_layers::{ChannelLayer, DropReason, Inbox, LayerHealth};
+use room_chat_layers::testing::cluster::{ClusterNode, RedisCluster};
+use room_chat_layers::testing::command;
+use room_chat_layers::{ChannelLayer, DropReason, Group, Inbox, LayerHealth};
 use serde_json::json;
 use support::{group, init_tracing, msg};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Node {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    nodes: Vec<Node>,
-}
-
-/// One line of `CLUSTER NODES`.
-#[derive(Debug, Clone)]
-struct NodeInfo {
-    id: String,
-    port: u16,
-    master: bool,
-    failed: bool,
-    master_id: String,
-    slots: Vec<(u16, u16)>,
-}
-
-impl Cluster {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-        let mut nodes = Vec::new();
-        for _ in 0..6 {
-            let (port, bus) = (free_port(), free_port());
-            let node_dir = dir.path().join(port.to_string());
-            std::fs::create_dir_all(&node_dir).unwrap();
-            let child = Command::new(&program)
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--cluster-port",
-                    &bus.to_string(),
-                ])
-                .args(["--bind", "127.0.0.1", "--cluster-enabled", "yes"])
-                .args([
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
-                .args(["--save", "", "--appendonly", "no", "--dir"])
-                .arg(&node_dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server runs");
-            nodes.push(Node {
-                port,
-                child: Some(child),
-            });
-        }
-        for node in &nodes {
-            wait_until(Duration::from_secs(10), || async {
-                query(node.port, &["PING"]).await.is_some()
-            })
-            .await;
-        }
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let status = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("redis-cli runs");
-        assert!(status.success(), "redis-cli --cluster create failed");
-        let cluster = Self { _dir: dir, nodes };
-        cluster.wait_healthy().await;
-        cluster
-    }
-
-    /// Every node says `cluster_state:ok` and there are three masters with a replica each.
-    async fn wait_healthy(&self) {
-        wait_until(Duration::from_secs(30), || async {
-            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-                let info = text(query(node.port, &["CLUSTER", "INFO"]).await);
-                if !info.contains("cluster_state:ok") {
-                    return false;
-                }
-            }
-            let nodes = self.topology().await;
-            let masters = nodes
-                .iter()
-                .filter(|n| n.master && !n.failed && !n.slots.is_empty())
-                .count();
-            let replicas = nodes.iter().filter(|n| !n.master && !n.failed).count();
-            masters == 3 && replicas >= 2
-        })
-        .await;
-    }
-
-    fn seeds(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
-            .collect()
-    }
-
-    async fn topology(&self) -> Vec<NodeInfo> {
-        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-            let listing = text(query(node.port, &["CLUSTER", "NODES"]).await);
-            if listing.is_empty() {
-                continue;
-            }
-            return listing
-                .lines()
-                .filter_map(|line| {
-                    let fields: Vec<&str> = line.split(' ').collect();
-                    let port = fields
-                        .get(1)?
-                        .split('@')
-                        .next()?
-                        .rsplit(':')
-                        .next()?
-                        .parse()
-                        .ok()?;
-                    let flags = fields.get(2)?;
-                    let slots = fields
-                        .iter()
-                        .skip(8)
-                        .filter(|s| !s.starts_with('['))
-                        .filter_map(|s| match s.split_once('-') {
-                            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
-                            None => s.parse().ok().map(|x| (x, x)),
-                        })
-                        .collect();
-                    Some(NodeInfo {
-                        id: fields[0].to_owned(),
-                        port,
-                        master: flags.contains("master"),
-                        failed: flags.contains("fail"),
-                        master_id: fields.get(3)?.to_string(),
-                        slots,
-                    })
-                })
-                .collect();
-        }
-        Vec::new()
-    }
-
-    /// The live master that owns `slot` (none while a failed owner is not replaced yet).
-    async fn try_owner(&self, slot: u16) -> Option<NodeInfo> {
-        self.topology().await.into_iter().find(|n| {
-            n.master && !n.failed && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot))
-        })
-    }
-
-    async fn owner(&self, slot: u16) -> NodeInfo {
-        self.try_owner(slot).await.expect("a master owns the slot")
-    }
-
-    fn node(&mut self, port: u16) -> &mut Node {
-        self.nodes.iter_mut().find(|n| n.port == port).unwrap()
-    }
-}
-
-fn text(value: Option<redis::Value>) -> String {
-    value
-        .and_then(|v| redis::from_redis_value::<String>(v).ok())
-        .unwrap_or_default()
-}
-
+/// One command on a fresh connection, `None` on any failure.
 async fn query(port: u16, args: &[&str]) -> Option<redis::Value> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_millis(1000)));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .ok()?;
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    cmd.query_async(&mut conn).await.ok()
+    command(port, args).await.ok()
 }
 
-async fn wait_until<F, Fut>(limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The slot a (tagged) Redis channel of the Cluster layer lives in.
+fn slot_of_channel(channel: &str) -> u16 {
+    let tag = channel.trim_start_matches('{').split('}').next().unwrap();
+    slot_of_tag(tag)
 }
 
-fn layer(cluster: &Cluster) -> Arc<RedisClusterPubSubLayer> {
+fn layer(cluster: &RedisCluster) -> Arc<RedisClusterPubSubLayer> {
     let mut settings = ClusterPubSubSettings::new(cluster.seeds()).with_prefix("chat");
     settings.partitions = 16;
     Arc::new(RedisClusterPubSubLayer::new(settings).unwrap())
@@ -397,7 +192,9 @@ async fn survive<F, Fut>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
     init_tracing();
-    let mut cluster = Cluster::start().await;
+    let began = Instant::now();
+    let mut cluster = RedisCluster::start().await.unwrap();
+    eprintln!("cluster ready in {:?}", began.elapsed());
     let layer = layer(&cluster);
     let peer = layer_peer(&cluster);
     let mut inbox = layer.new_channel().await.unwrap();
@@ -407,13 +204,7 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
         .await
         .unwrap();
     let channel = layer.redis_channel_of_group(&group("room"));
-    let tag = channel
-        .trim_start_matches('{')
-        .split('}')
-        .next()
-        .unwrap()
-        .to_owned();
-    let slot = slot_of_tag(&tag);
+    let slot = slot_of_channel(&channel);
     eprintln!("group channel {channel} in slot {slot}");
     // Baseline.
     layer
@@ -428,93 +219,47 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
     assert!(layer.targets().iter().all(|t| t.health == LayerHealth::Up));
 
     // 1. Slot migration to another master.
-    let from = cluster.owner(slot).await;
+    let from = cluster.owner(slot).await.unwrap();
     let to = cluster
-        .topology()
+        .nodes()
         .await
         .into_iter()
         .find(|n| n.master && !n.failed && n.id != from.id && !n.slots.is_empty())
         .unwrap();
-    let mut masters: Vec<NodeInfo> = cluster
-        .topology()
-        .await
-        .into_iter()
-        .filter(|n| n.master && !n.failed)
-        .collect();
-    masters.sort_by_key(|n| (n.id != to.id, n.id != from.id));
-    let slot_text = slot.to_string();
     survive(
         "slot migration",
         &layer,
         &mut inbox,
         &mut peer_inbox,
-        || async {
-            query(
-                to.port,
-                &["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &from.id],
-            )
-            .await
-            .unwrap();
-            query(
-                from.port,
-                &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &to.id],
-            )
-            .await
-            .unwrap();
-            // The new owner first, then the old one, then the rest (a node that already
-            // learnt the move by gossip may refuse; the owner check below is what counts).
-            for node in &masters {
-                let _ = query(
-                    node.port,
-                    &["CLUSTER", "SETSLOT", &slot_text, "NODE", &to.id],
-                )
-                .await;
-            }
-            // A new config epoch for the new owner, so the move wins over any stale view.
-            let _ = query(to.port, &["CLUSTER", "BUMPEPOCH"]).await;
-        },
+        || async { cluster.migrate(slot, &to).await.unwrap() },
     )
     .await;
-    assert_eq!(cluster.owner(slot).await.id, to.id);
+    assert_eq!(cluster.owner(slot).await.unwrap().id, to.id);
 
     // 2. Manual failover of the new owner to its replica.
-    let owner = cluster.owner(slot).await;
-    let replica = cluster
-        .topology()
-        .await
-        .into_iter()
-        .find(|n| !n.master && n.master_id == owner.id)
-        .expect("the owner has a replica");
+    let mut demoted = None;
     survive(
         "CLUSTER FAILOVER",
         &layer,
         &mut inbox,
         &mut peer_inbox,
-        || async {
-            query(replica.port, &["CLUSTER", "FAILOVER"]).await.unwrap();
-            wait_until(Duration::from_secs(10), || async {
-                cluster
-                    .try_owner(slot)
-                    .await
-                    .is_some_and(|owner| owner.id == replica.id)
-            })
-            .await;
-        },
+        || async { demoted = Some(cluster.failover(slot).await.unwrap().0) },
     )
     .await;
-    cluster.wait_healthy().await;
     // The demoted master must be a synced replica before its new master dies, and the masters
     // only vote again for a failover after twice the node timeout.
-    let demoted = owner.port;
-    wait_until(Duration::from_secs(20), || async {
-        text(query(demoted, &["INFO", "replication"]).await).contains("master_link_status:up")
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.settle(&demoted.unwrap()).await.unwrap();
 
-    // 3. kill -9 of the master holding the subscription.
-    let victim = cluster.owner(slot).await;
-    for node in cluster.topology().await {
+    // 3. SIGSTOP of the node holding the group's subscription, until the layer reports it.
+    frozen_node(&mut cluster, &layer, &mut inbox, &mut peer_inbox, slot).await;
+    // Whichever node serves the slot now, its replica must be in sync before the crash.
+    let owner = cluster.owner(slot).await.unwrap();
+    let replica = cluster.replica_of(&owner).await.unwrap();
+    cluster.settle(&replica).await.unwrap();
+
+    // 4. kill -9 of the master holding the subscription.
+    let victim = cluster.owner(slot).await.unwrap();
+    for node in cluster.nodes().await {
         let channels = format!("{:?}", query(node.port, &["PUBSUB", "SHARDCHANNELS"]).await);
         eprintln!(
             "node {} master={} owner={}: holds our subscription: {}",
@@ -524,39 +269,27 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
             channels.contains("chat__group__room")
         );
     }
-    let mut victim_child = cluster.node(victim.port).child.take().unwrap();
-    let cluster_ref = &cluster;
+    let cluster_ref = &mut cluster;
     survive(
         "kill -9 of the master",
         &layer,
         &mut inbox,
         &mut peer_inbox,
         || async move {
-            victim_child.kill().unwrap();
-            victim_child.wait().unwrap();
-            wait_until(Duration::from_secs(20), || async {
-                cluster_ref
-                    .try_owner(slot)
-                    .await
-                    .is_some_and(|owner| owner.id != victim.id)
-            })
-            .await;
+            cluster_ref.kill(victim.port).unwrap();
+            cluster_ref.wait_owner_changed(slot, &victim).await.unwrap();
         },
     )
     .await;
+    cluster.wait_healthy().await.unwrap();
+
+    // 5. Ten thousand groups through one failover.
+    many_groups_through_a_failover(&mut cluster).await;
 
     // The registry runs the pub/sub aliases on the cluster from a redis+cluster:// URL, and
     // refuses the queue aliases there with a clear error.
-    let live: Vec<u16> = cluster
-        .nodes
-        .iter()
-        .filter(|n| n.child.is_some())
-        .map(|n| n.port)
-        .collect();
-    let url = format!(
-        "redis+cluster://127.0.0.1:{}?addr=127.0.0.1:{}",
-        live[0], live[1]
-    );
+    let live = cluster.ports();
+    let url = cluster.url();
     let limits = room_chat_layers::LayerLimits::default();
     let registry =
         room_chat_layers::LayerRegistry::standard_for(Some(&url), &limits, &["chat"]).unwrap();
@@ -633,6 +366,239 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
     }
 }
 
-fn layer_peer(cluster: &Cluster) -> Arc<RedisClusterPubSubLayer> {
+fn layer_peer(cluster: &RedisCluster) -> Arc<RedisClusterPubSubLayer> {
     layer(cluster)
+}
+
+/// Slack on top of the detection bound a frozen node is held to: the health watch, the
+/// polling here and two busy cores.
+const DETECTION_MARGIN: Duration = Duration::from_millis(400);
+
+/// SIGSTOP of the master serving `slot` (the group's subscription): the group's partition is
+/// Down within one keepalive interval plus the command timeout (the probe check runs on the
+/// keepalive tick, so the timeout is rounded up to whole ticks), the outage is counted, and
+/// after SIGCONT (sent as soon as the layer reported the outage) delivery resumes with every
+/// loss counted (`survive`).
+async fn frozen_node(
+    cluster: &mut RedisCluster,
+    layer: &Arc<RedisClusterPubSubLayer>,
+    inbox: &mut Inbox,
+    peer_inbox: &mut Inbox,
+    slot: u16,
+) {
+    let connection = layer.settings().connection.clone();
+    let (keepalive, command_timeout) = (connection.keepalive_interval, connection.command_timeout);
+    let ticks = command_timeout.as_nanos().div_ceil(keepalive.as_nanos());
+    let bound = keepalive + keepalive * u32::try_from(ticks).unwrap() + DETECTION_MARGIN;
+    let owner = cluster.owner(slot).await.unwrap();
+    let target = format!("slot {slot})");
+    let mut detected = None;
+    let mut partitions_down = 0;
+    survive("SIGSTOP of the node", layer, inbox, peer_inbox, || async {
+        cluster.freeze(owner.port).await.unwrap();
+        let frozen = Instant::now();
+        let deadline = frozen + Duration::from_secs(15);
+        loop {
+            let targets = layer.targets();
+            let ours = targets
+                .iter()
+                .find(|t| t.target.ends_with(&target))
+                .unwrap();
+            if !ours.health.is_up() {
+                detected = Some(frozen.elapsed());
+                partitions_down = targets.iter().filter(|t| !t.health.is_up()).count();
+                break;
+            }
+            assert!(Instant::now() < deadline, "a frozen node never reported");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cluster.thaw(owner.port).await.unwrap();
+    })
+    .await;
+    let detected = detected.unwrap();
+    let now_owner = cluster.owner(slot).await;
+    eprintln!(
+        "SIGSTOP of the node: the group's partition Down {detected:?} after the freeze (bound {bound:?} = keepalive {keepalive:?} + command timeout {command_timeout:?} in ticks + {DETECTION_MARGIN:?}); {partitions_down} of {} partitions Down then; after SIGCONT the slot is served by {}",
+        layer.targets().len(),
+        match &now_owner {
+            Some(n) if n.id == owner.id => "the thawed node (no failover)".to_owned(),
+            Some(n) => format!("its replica {} (failed over)", n.port),
+            None => "nobody yet".to_owned(),
+        }
+    );
+    assert!(
+        detected <= bound,
+        "frozen node reported after {detected:?}, bound {bound:?}"
+    );
+}
+
+/// Groups of the load case, each with one local member of its own (one connection per room).
+const LOAD_GROUPS: usize = 10_000;
+
+/// How long the load case gives every group to deliver again after the failover.
+const LOAD_RECOVERY: Duration = Duration::from_secs(30);
+
+/// Broadcasts `{"round": round}` to every group not `done`; returns (accepted, refused).
+async fn broadcast_round(
+    layer: &RedisClusterPubSubLayer,
+    groups: &[Group],
+    done: &[bool],
+    round: u64,
+) -> (u64, u64) {
+    let (mut accepted, mut refused) = (0, 0);
+    for (i, (g, _)) in groups
+        .iter()
+        .zip(done)
+        .filter(|(_, done)| !**done)
+        .enumerate()
+    {
+        match layer.group_send(g, msg(json!({"round": round}))).await {
+            Ok(()) => accepted += 1,
+            Err(_) => refused += 1,
+        }
+        // A short pause every 1,000 sends, so that the burst measures the layer rather than
+        // how fast an unoptimised test build drains its dispatch queue.
+        if i % 1000 == 999 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    (accepted, refused)
+}
+
+/// Takes everything waiting in the inboxes; marks a group done once it got a message of
+/// `from_round` or later. Returns the number of messages taken.
+fn drain(inboxes: &mut [Inbox], done: &mut [bool], from_round: u64) -> u64 {
+    let mut taken = 0;
+    for (inbox, done) in inboxes.iter_mut().zip(done.iter_mut()) {
+        while let Some(m) = inbox.try_receive() {
+            taken += 1;
+            if m.get("round").and_then(serde_json::Value::as_u64) >= Some(from_round) {
+                *done = true;
+            }
+        }
+    }
+    taken
+}
+
+/// A layer with ten thousand groups, each with a local member, through one `CLUSTER FAILOVER`
+/// of the master serving the most of them: afterwards a broadcast to every group is delivered
+/// or counted; prints the resubscribe commands it cost and the time until every group
+/// delivered again.
+async fn many_groups_through_a_failover(cluster: &mut RedisCluster) {
+    let layer = Arc::new(
+        RedisClusterPubSubLayer::new(
+            ClusterPubSubSettings::new(cluster.seeds()).with_prefix("load"),
+        )
+        .unwrap(),
+    );
+    let started = Instant::now();
+    let groups: Vec<Group> = (0..LOAD_GROUPS).map(|i| group(&format!("g{i}"))).collect();
+    let mut inboxes = Vec::with_capacity(LOAD_GROUPS);
+    for g in &groups {
+        let inbox = layer.new_channel().await.unwrap();
+        layer.group_add(g, inbox.name()).await.unwrap();
+        inboxes.push(inbox);
+    }
+    let joined = started.elapsed();
+    // Baseline: every group delivers (a group whose message was dropped and counted, say by
+    // the dispatch queue overflowing under the burst, gets another one).
+    let mut done = vec![false; LOAD_GROUPS];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while done.iter().any(|d| !d) {
+        assert!(
+            Instant::now() < deadline,
+            "baseline broadcast not delivered: {:?}",
+            layer.stats()
+        );
+        broadcast_round(&layer, &groups, &done, 0).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drain(&mut inboxes, &mut done, 0);
+    }
+    eprintln!(
+        "load: {LOAD_GROUPS} groups joined in {joined:?}, baseline broadcast to all delivered {:?} later",
+        started.elapsed() - joined
+    );
+
+    // The master (with a replica, so it can fail over) serving the most groups.
+    let nodes = cluster.nodes().await;
+    let mut per_master: HashMap<String, (usize, u16)> = HashMap::new();
+    for g in &groups {
+        let slot = slot_of_channel(&layer.redis_channel_of_group(g));
+        let owner = nodes
+            .iter()
+            .find(|n| n.master && !n.failed && n.owns(slot))
+            .unwrap();
+        per_master.entry(owner.id.clone()).or_insert((0, slot)).0 += 1;
+    }
+    let with_replica = |n: &&ClusterNode| {
+        nodes
+            .iter()
+            .any(|r| !r.master && !r.failed && r.master_id.as_deref() == Some(n.id.as_str()))
+    };
+    let (victim_groups, victim_slot) = nodes
+        .iter()
+        .filter(|n| n.master && !n.failed)
+        .filter(with_replica)
+        .filter_map(|n| per_master.get(&n.id).copied())
+        .max()
+        .unwrap();
+
+    let before = layer.stats();
+    done.fill(false);
+    let event = Instant::now();
+    cluster.failover(victim_slot).await.unwrap();
+    let switched = event.elapsed();
+    // Rounds: broadcast to every group that has not delivered since the event (refused sends
+    // are retried in the next round), then take what arrived.
+    let (mut accepted, mut refused, mut received, mut rounds) = (0u64, 0u64, 0u64, 0u64);
+    let mut first_round_refused = None;
+    // When every partition was Up again after the failover took some Down.
+    let (mut seen_down, mut up_again) = (false, None);
+    while done.iter().any(|d| !d) {
+        assert!(
+            event.elapsed() < LOAD_RECOVERY,
+            "{} of {LOAD_GROUPS} groups still not delivering {LOAD_RECOVERY:?} after the failover: {:?}",
+            done.iter().filter(|d| !**d).count(),
+            layer.stats()
+        );
+        rounds += 1;
+        let (a, r) = broadcast_round(&layer, &groups, &done, rounds).await;
+        first_round_refused.get_or_insert(r);
+        accepted += a;
+        refused += r;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        received += drain(&mut inboxes, &mut done, 1);
+        let up = layer.health().borrow().is_up();
+        seen_down |= !up || r > 0;
+        if seen_down && up && up_again.is_none() {
+            up_again = Some(event.elapsed());
+        }
+    }
+    let all_delivering = event.elapsed();
+    // Let the last publishes land, then count.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    received += drain(&mut inboxes, &mut done, 1);
+    let after = layer.stats();
+    let dropped = after.dropped_total() - before.dropped_total();
+    let resubscribes = after.resubscribes - before.resubscribes;
+    eprintln!(
+        "load: CLUSTER FAILOVER of the master serving {victim_groups} of {LOAD_GROUPS} groups (took {switched:?}): health Up again {up_again:?} and all groups delivering again {all_delivering:?} after it, in {rounds} round(s) of a broadcast to every group not delivering yet; {resubscribes} resubscribe command(s); broadcasts accepted {accepted}, refused {refused} ({} in the first round), received {received}, counted drops {dropped} ({} unheard, {} publish_failed, {} dispatch_overflow); outages +{}",
+        first_round_refused.unwrap_or(0),
+        after.dropped(DropReason::Unheard) - before.dropped(DropReason::Unheard),
+        after.dropped(DropReason::PublishFailed) - before.dropped(DropReason::PublishFailed),
+        after.dropped(DropReason::DispatchOverflow) - before.dropped(DropReason::DispatchOverflow),
+        after.outages - before.outages,
+    );
+    assert!(received <= accepted, "duplicates: {after:?}");
+    assert!(
+        received + dropped >= accepted,
+        "silent loss of {} broadcast(s): {after:?}",
+        accepted - received - dropped
+    );
+    assert!(resubscribes >= 1, "the failover cost no resubscription?");
+    // Close before dropping the inboxes: the layer leaves every subscription at once instead
+    // of one SUNSUBSCRIBE per dropped inbox.
+    layer.close().await.unwrap();
+    drop(inboxes);
+    assert_eq!(layer.background_tasks(), 0);
 }

@@ -198,6 +198,11 @@ impl Collector for LayerCollector {
                 "Times a layer re-established its backend connection",
                 |s: &room_chat_layers::LayerStats| s.reconnects,
             ),
+            (
+                "room_chat_layer_resubscribes",
+                "Subscribe commands a layer sent to restore subscriptions its backend dropped",
+                |s: &room_chat_layers::LayerStats| s.resubscribes,
+            ),
         ] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (alias, stats) in &snapshots {

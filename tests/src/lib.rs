@@ -219,6 +219,15 @@ impl Client {
         }
     }
 
+    /// A client over a connection already made (for example one a test split into its send and
+    /// receive halves and put back together with `reunite`).
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self {
+            ws,
+            pending: Default::default(),
+        }
+    }
+
     /// Pings with a ref and waits for its pong; frames that arrive first are kept for the next
     /// `recv_*` calls.
     pub async fn sync(&mut self) {
