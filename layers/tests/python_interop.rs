@@ -269,7 +269,7 @@ async fn pubsub_group_of_any_text_meets_python_both_ways() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     next_line(&mut lines).await;
     // Two subscribers of the raw channel once Python's SUBSCRIBE is in: ours and Python's.
-    let mut conn = redis::Client::open(redis.url())
+    let conn = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
