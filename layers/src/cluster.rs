@@ -77,7 +77,8 @@ use tokio::sync::{mpsc, watch, Notify, OnceCell};
 use tokio::time::{timeout, Instant};
 
 use crate::health::TargetHealth;
-use crate::hosts::{consistent_hash, ConnectionSettings};
+use crate::connect::ConnectionSettings;
+use crate::ring::consistent_hash;
 use crate::inbox::ChannelOwner;
 use crate::local::LocalCore;
 use crate::message::lock;

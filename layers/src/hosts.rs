@@ -1,78 +1,21 @@
-//! Redis hosts: parsing the configured URLs, spreading names over the ring of hosts the way the
-//! Python layers do, and the connection settings shared by both Redis layers.
-
-use std::time::Duration;
+//! Redis hosts: one member of a layer's ring (a server, a Sentinel group or a Cluster) and the
+//! connections made to it. The connection settings (`connect`) and the ring's spreading of
+//! names the way the Python layers do (`ring`) are their own modules, re-exported here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisFuture, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::connect::ConnectionSettings;
+pub use crate::ring::{consistent_hash, parse_host_list};
+
 use crate::lifecycle::Lifecycle;
 use crate::sentinel::{FollowingConnection, SentinelMaster};
 use crate::LayerError;
-
-/// How a Redis layer connects, waits and reconnects.
-#[derive(Clone, Debug)]
-pub struct ConnectionSettings {
-    /// Give up a connection attempt after this long (default 1 s). A healthy Redis on the
-    /// network answers in milliseconds; a longer wait only delays reporting an outage.
-    pub connect_timeout: Duration,
-    /// Give up waiting for a command's reply after this long (default 2 s), so a wedged Redis
-    /// turns into an `Unavailable` error instead of a consumer stuck forever.
-    pub command_timeout: Duration,
-    /// First delay before reconnecting after a failed attempt (default 100 ms). The first retry
-    /// after a lost connection is immediate: a restarted Redis is usually back at once.
-    pub reconnect_min: Duration,
-    /// Longest delay between reconnect attempts (default 2 s): doubling stops here, so recovery
-    /// is noticed within two seconds of Redis coming back, while a long outage costs one
-    /// connection attempt every two seconds per host.
-    pub reconnect_max: Duration,
-    /// How often an otherwise idle long-lived connection is checked (default 500 ms): the queue
-    /// layer's pinger sends `PING`; the pub/sub layer publishes a liveness probe through its
-    /// publish path and expects it back on its subscription within `command_timeout`. A killed
-    /// Redis closes our sockets and is noticed at once; a hung one, a silent network partition
-    /// or a publish path that delivers nothing only shows as an unanswered check, so this bounds
-    /// how long such an outage goes unreported (interval + `command_timeout`). Cost: two PINGs
-    /// or two probe `PUBLISH`es a second per host.
-    pub keepalive_interval: Duration,
-}
-
-impl Default for ConnectionSettings {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(2),
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(2),
-            keepalive_interval: Duration::from_millis(500),
-        }
-    }
-}
-
-/// Splits a comma-separated list of Redis URLs (`"redis://a:6379,redis://b:6379"`).
-pub fn parse_host_list(urls: &str) -> Vec<String> {
-    urls.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The index of the host responsible for `name` in a ring of `ring_size` hosts: the Python
-/// layers' `consistent_hash` (`crc32(name) & 0xFFF`, scaled to the ring), so Rust and Python
-/// processes agree on where each key lives.
-pub fn consistent_hash(name: &str, ring_size: usize) -> usize {
-    if ring_size <= 1 {
-        return 0;
-    }
-    let bucket = crc32fast::hash(name.as_bytes()) & 0xFFF;
-    // Python: int(bucket / (4096 / ring_size)). Integer arithmetic gives the same floor.
-    let index = (u64::from(bucket) * ring_size as u64 / 4096) as usize;
-    index.min(ring_size - 1)
-}
 
 /// One member of a layer's ring: a Redis server, or a Sentinel-managed master (see
 /// [`crate::sentinel`]).

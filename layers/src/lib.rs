@@ -67,6 +67,7 @@ pub use registry::{human, positive_duration, LayerLimits, LayerRegistry, STANDAR
 pub use stats::{DropReason, LayerStats};
 
 pub mod cluster;
+mod connect;
 mod error;
 mod health;
 pub mod hosts;
@@ -76,6 +77,7 @@ mod local;
 pub mod memory;
 mod message;
 mod names;
+mod ring;
 pub mod pubsub;
 pub mod queue;
 pub mod registry;

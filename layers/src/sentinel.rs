@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::hosts::ConnectionSettings;
+use crate::connect::ConnectionSettings;
 use crate::LayerError;
 
 /// The URL scheme of a Sentinel host entry.
