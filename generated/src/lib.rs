@@ -28,8 +28,9 @@ include!(concat!(env!("OUT_DIR"), "/protocol.rs"));
 /// [`room_chat::dispatch`], the `error` frames, the envelope, and path parameters.
 pub mod runtime {
     pub use protocol_runtime::{
-        detail_frame, encode_path_segment, failure_frame, rejection_frame, Dispatched, Envelope,
-        ErrorItem, Framed, Loc, LocPart, ParamsError, ENVELOPE_VERSION,
+        detail_frame, encode_path_segment, failure_frame, failure_reply, rejection_frame,
+        rejection_reply, Dispatched, Envelope, ErrorItem, Framed, Loc, LocPart, ParamsError,
+        ENVELOPE_VERSION,
     };
 }
 

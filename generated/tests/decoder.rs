@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use room_chat_protocol::room_chat::{dispatch, Handler, Incoming};
-use room_chat_protocol::runtime::{failure_frame, rejection_frame, Dispatched};
+use room_chat_protocol::runtime::{failure_frame, failure_reply, rejection_frame, Dispatched};
 use room_chat_protocol::{
     HistoryMessage, HistoryResultMessage, PingMessage, PongMessage, PresenceMessage,
     PresenceResultMessage, RoomChatMessage, RoomMessagePayload,
@@ -181,13 +181,29 @@ fn envelope_keys_are_checked_too() {
 #[test]
 fn handler_failure() {
     let (out, _) = run(r#"{"action": "room_chat", "payload": {"message": "boom"}}"#);
-    let Dispatched::Failed { action, error } = out else {
+    let Dispatched::Failed {
+        action,
+        error,
+        reply,
+    } = out
+    else {
         panic!("expected a failure, got {out:?}");
     };
     assert_eq!(error, "the room is on fire");
     assert_eq!(
         failure_frame(action),
         r#"{"action":"error","payload":{"detail":"Failed to process message for room_chat"}}"#
+    );
+    // Without a `ref` there is nothing to echo: the same frame.
+    assert_eq!(failure_reply(action, &reply), failure_frame(action));
+    // With one, the error answers the request as a reply would.
+    let (out, _) = run(r#"{"action": "room_chat", "payload": {"message": "boom"}, "ref": "c1"}"#);
+    let Dispatched::Failed { action, reply, .. } = out else {
+        panic!("expected a failure, got {out:?}");
+    };
+    assert_eq!(
+        failure_reply(action, &reply),
+        r#"{"action":"error","payload":{"detail":"Failed to process message for room_chat"},"version":1,"ref":"c1"}"#
     );
 }
 

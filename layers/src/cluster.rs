@@ -76,13 +76,13 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, watch, Notify, OnceCell};
 use tokio::time::{timeout, Instant};
 
-use crate::health::TargetHealth;
 use crate::connect::ConnectionSettings;
-use crate::ring::consistent_hash;
+use crate::health::TargetHealth;
 use crate::inbox::ChannelOwner;
 use crate::local::LocalCore;
 use crate::message::lock;
 use crate::names::{random_hex32, validate_channel_name};
+use crate::ring::consistent_hash;
 use crate::stats::DropReason;
 use crate::{ChannelLayer, Group, Inbox, LayerError, LayerHealth, LayerStats, Message};
 

@@ -77,10 +77,10 @@ mod local;
 pub mod memory;
 mod message;
 mod names;
-mod ring;
 pub mod pubsub;
 pub mod queue;
 pub mod registry;
+mod ring;
 pub(crate) mod sentinel;
 mod stats;
 #[cfg(feature = "test-support")]

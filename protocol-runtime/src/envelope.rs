@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::decode::{self, Loc};
-use crate::report::ErrorItem;
+use crate::report::{error_frame_with, failure_detail, ErrorItem};
 
 /// `ref` and `version`, when present.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,24 +90,32 @@ pub enum Dispatched<O, E> {
         /// Every problem found.
         errors: Vec<ErrorItem>,
     },
-    /// The handler failed; answer with [`failure_frame`](crate::failure_frame) and log `error`.
+    /// The handler failed; answer with [`failure_reply`] (or [`rejection_reply`] for an error
+    /// the client should read) and log `error`.
     Failed {
         /// The action whose handler failed.
         action: &'static str,
         /// The handler's error.
         error: E,
+        /// The envelope of the error frame: the request's `ref`, echoed as on a reply, so a
+        /// client waiting for the answer to its request gets this error instead of a timeout.
+        reply: Envelope,
     },
 }
 
 impl<O, E> Dispatched<O, E> {
-    /// The outcome of a handler with no reply.
-    pub fn handled(action: &'static str, result: Result<(), E>) -> Self {
+    /// The outcome of a handler with no reply, for a frame that came with `request`.
+    pub fn handled(action: &'static str, result: Result<(), E>, request: &Envelope) -> Self {
         match result {
             Ok(()) => Self::Handled {
                 action,
                 reply: None,
             },
-            Err(error) => Self::Failed { action, error },
+            Err(error) => Self::Failed {
+                action,
+                error,
+                reply: request.reply(),
+            },
         }
     }
 
@@ -121,9 +129,35 @@ impl<O, E> Dispatched<O, E> {
                     envelope: request.reply(),
                 }),
             },
-            Err(error) => Self::Failed { action, error },
+            Err(error) => Self::Failed {
+                action,
+                error,
+                reply: request.reply(),
+            },
         }
     }
+}
+
+/// The `error` frame listing `errors`, echoing the request's `ref` (`reply`, from
+/// [`Dispatched::Failed`]) as a direct reply does.
+pub fn rejection_reply(errors: &[ErrorItem], reply: &Envelope) -> String {
+    error_frame_with(errors, reply)
+}
+
+/// The `error` frame for a failed handler (as [`failure_frame`](crate::failure_frame)), echoing
+/// the request's `ref` (`reply`, from [`Dispatched::Failed`]).
+pub fn failure_reply(action: &str, reply: &Envelope) -> String {
+    /// `{"detail": ...}`.
+    #[derive(Serialize)]
+    struct Detail {
+        detail: String,
+    }
+    error_frame_with(
+        &Detail {
+            detail: failure_detail(action),
+        },
+        reply,
+    )
 }
 
 #[cfg(test)]

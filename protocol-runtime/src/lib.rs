@@ -25,7 +25,9 @@ pub mod path;
 mod report;
 
 pub use decode::Loc;
-pub use envelope::{Dispatched, Envelope, Framed, ENVELOPE_VERSION};
+pub use envelope::{
+    failure_reply, rejection_reply, Dispatched, Envelope, Framed, ENVELOPE_VERSION,
+};
 pub use frame::{decode_text, decode_value, deserialize_text, Messages};
 pub use path::{encode_path_segment, ParamsError, QueryError};
 pub use report::{detail_frame, failure_frame, rejection_frame, ErrorItem, LocPart};

@@ -49,7 +49,7 @@ pub fn rejection_frame(errors: &[ErrorItem]) -> String {
 
 /// The `error` frame for a handler that failed; what went wrong stays in the server's log.
 pub fn failure_frame(action: &str) -> String {
-    detail_frame(&format!("Failed to process message for {action}"))
+    detail_frame(&failure_detail(action))
 }
 
 /// An `error` frame whose payload is `{"detail": detail}`: the shape of a handler failure,
@@ -64,18 +64,39 @@ pub fn detail_frame(detail: &str) -> String {
 }
 
 fn error_frame<P: Serialize + ?Sized>(payload: &P) -> String {
+    error_frame_with(payload, &NoEnvelope {})
+}
+
+/// No envelope keys.
+#[derive(Serialize)]
+struct NoEnvelope {}
+
+/// `{"action": "error", "payload": ..., <envelope keys>}`: `envelope` is flattened into the
+/// frame (the reply envelope of the request, so a client can match the error to it).
+pub(crate) fn error_frame_with<P: Serialize + ?Sized, E: Serialize>(
+    payload: &P,
+    envelope: &E,
+) -> String {
     /// `{"action": "error", "payload": ...}`.
     #[derive(Serialize)]
-    struct Frame<'a, P: ?Sized> {
+    struct Frame<'a, P: ?Sized, E> {
         action: &'static str,
         payload: &'a P,
+        #[serde(flatten)]
+        envelope: &'a E,
     }
     let frame = Frame {
         action: "error",
         payload,
+        envelope,
     };
     // Strings, integers and lists of them: serde_json has no error to report for these.
     serde_json::to_string(&frame).unwrap_or_else(|e| unreachable!("an error frame: {e}"))
+}
+
+/// [`failure_frame`]'s payload, for [`crate::envelope`].
+pub(crate) fn failure_detail(action: &str) -> String {
+    format!("Failed to process message for {action}")
 }
 
 impl Decode for ErrorItem {

@@ -679,16 +679,23 @@ fn outcome(dispatched: Dispatched<Outgoing, RoomChatError>) -> FrameOutcome {
         Dispatched::Rejected { errors } => FrameOutcome::Rejected {
             error_frame: Utf8Bytes::from(runtime::rejection_frame(&errors)),
         },
+        // A refusal is the client's to read (a limit, a bad value); its `ref` is echoed, so a
+        // request waiting for its answer fails at once instead of timing out.
         Dispatched::Failed {
             error: RoomChatError::Refused(item),
+            reply,
             ..
         } => FrameOutcome::Rejected {
-            error_frame: Utf8Bytes::from(runtime::rejection_frame(&[item])),
+            error_frame: Utf8Bytes::from(runtime::rejection_reply(&[item], &reply)),
         },
-        Dispatched::Failed { action, error } => FrameOutcome::Failed {
+        Dispatched::Failed {
+            action,
+            error,
+            reply,
+        } => FrameOutcome::Failed {
             action,
             error: error.to_string(),
-            error_frame: Utf8Bytes::from(runtime::failure_frame(action)),
+            error_frame: Utf8Bytes::from(runtime::failure_reply(action, &reply)),
         },
     }
 }

@@ -14,6 +14,7 @@ use room_chat::rooms::{now_ms, MemberEntry, RedisStore, Retention, RoomStore, St
 use room_chat_layers::cluster::slot_of_tag;
 use room_chat_layers::hosts::ConnectionSettings;
 use room_chat_layers::testing::cluster::RedisCluster;
+use room_chat_layers::testing::command;
 use room_chat_layers::testing::sentinel::SentinelGroup;
 
 const EXPIRY: Duration = Duration::from_millis(1500);
@@ -176,11 +177,13 @@ async fn on_a_sentinel_group_the_store_follows_a_failover() {
     let announced = group.switch_announced(0).await.unwrap();
     let began = Instant::now();
     group.failover().await.unwrap();
-    // Writes that reach the old master in the moment before it is demoted are lost with it
-    // (replication is asynchronous; the README says so), so the next messages are sent after
-    // the announcement. Both stores then move to the new master: the next offsets follow on,
-    // in the same epoch.
+    // The old master stays a writable master for a while after the promotion (about 10 s,
+    // until Sentinel converts it), so a write this process sends there before it hears of the
+    // switch is lost with it (the README says so). The stores follow `+switch-master`; half a
+    // second after the announcement both write to the new master: the next offsets follow on,
+    // in the same epoch, and land there.
     let switched = announced.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let a = append_eventually(&one, "lobby", "💬 11", Duration::from_secs(10)).await;
     let b = append_eventually(&two, "lobby", "💬 12", Duration::from_secs(10)).await;
     eprintln!(
@@ -188,7 +191,15 @@ async fn on_a_sentinel_group_the_store_follows_a_failover() {
         switched - began,
         began.elapsed()
     );
-    assert_ne!(group.master_port().await, Some(old_master));
+    let new_master = group.master_port().await.unwrap();
+    assert_ne!(new_master, old_master);
+    let meta = format!("room-chat:{{{}}}:meta", hex::encode("lobby"));
+    let seq = command(new_master, &["HGET", &meta, "seq"]).await.unwrap();
+    assert_eq!(
+        redis::from_redis_value::<u64>(seq).unwrap(),
+        12,
+        "written on the new master"
+    );
     assert_eq!((a.offset, b.offset), (11, 12));
     assert_eq!(
         (a.epoch.as_str(), b.epoch.as_str()),

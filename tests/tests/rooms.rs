@@ -318,6 +318,11 @@ async fn with_history_off_messages_carry_no_offset_and_history_says_so() {
         ada.send_json(json!({"action": "history", "payload": {"since": null}, "ref": "h"}))
             .await;
         let error = ada.recv_action("error").await;
+        // It answers the request: a client waiting on `h` fails at once, not at its timeout.
+        assert_eq!(
+            (error["ref"].clone(), error["version"].clone()),
+            (json!("h"), json!(1))
+        );
         assert_eq!(error["payload"][0]["type"], "history_off");
         assert_eq!(
             error["payload"][0]["msg"],

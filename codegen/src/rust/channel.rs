@@ -362,7 +362,7 @@ fn dispatch(handlers: &[Operation]) -> Result<TokenStream> {
             }
             None => quote! {
                 let result = handler.#method(ctx, message).await;
-                Dispatched::handled(#action, result)
+                Dispatched::handled(#action, result, &frame.envelope)
             },
         };
         arms.push(quote! { Incoming::#variant(message) => { #outcome } });

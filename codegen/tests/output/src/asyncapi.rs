@@ -887,7 +887,7 @@ pub mod room_chat {
             }
             Incoming::RoomChat(message) => {
                 let result = handler.handle_room_chat(ctx, message).await;
-                Dispatched::handled("room_chat", result)
+                Dispatched::handled("room_chat", result, &frame.envelope)
             }
             Incoming::Presence(message) => {
                 let reply = handler

@@ -274,7 +274,7 @@ pub mod room {
         match frame.message {
             Incoming::Post(message) => {
                 let result = handler.handle_post(ctx, message).await;
-                Dispatched::handled("post", result)
+                Dispatched::handled("post", result, &frame.envelope)
             }
         }
     }

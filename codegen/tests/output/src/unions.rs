@@ -468,7 +468,7 @@ pub mod canvas {
         match frame.message {
             Incoming::Draw(message) => {
                 let result = handler.draw(ctx, message).await;
-                Dispatched::handled("draw", result)
+                Dispatched::handled("draw", result, &frame.envelope)
             }
         }
     }

@@ -91,12 +91,22 @@ mod chat {
         let out = block_on(dispatch(
             &Echo,
             &mut 0,
-            r#"{"action":"say","payload":{"text":"fail"}}"#,
+            r#"{"action":"say","payload":{"text":"fail"},"ref":"f1"}"#,
         ));
-        let Dispatched::Failed { action, error } = out else {
+        let Dispatched::Failed {
+            action,
+            error,
+            reply,
+        } = out
+        else {
             panic!("expected a failure, got {out:?}");
         };
         assert_eq!((action, error.as_str()), ("say", "refused"));
+        // The error frame answers the request: it echoes the `ref`.
+        assert_eq!(
+            protocol_runtime::failure_reply(action, &reply),
+            r#"{"action":"error","payload":{"detail":"Failed to process message for say"},"version":1,"ref":"f1"}"#
+        );
     }
 
     #[test]
