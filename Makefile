@@ -29,14 +29,15 @@ test: node-deps tool-deps spec-check
 	$(CARGO) test --workspace --doc
 	$(MAKE) node-test
 
-# The generated client against the live service binary, the chat page in headless Chromium
+# The generated client against the live service binary (alone, and two processes on a Redis of
+# the test's own), the chat page in headless Chromium
 # (/usr/bin/chromium, or $$CHROMIUM), Modelina's models of the spec (TypeScript under
 # tsc --strict, Java with Jackson, plain Python), and other people's client generators (chanx,
 # the AsyncAPI CLI) on the served document against the live binary.
 node-test: node-deps tool-deps
 	$(CARGO) build -p room-chat
-	ROOM_CHAT_TOOLS_VENV=$(TOOLS_VENV) node --test clients/client.test.mjs clients/browser.test.mjs \
-	  clients/modelina.test.mjs clients/generators.test.mjs
+	ROOM_CHAT_TOOLS_VENV=$(TOOLS_VENV) node --test clients/client.test.mjs clients/fleet.test.mjs \
+	  clients/browser.test.mjs clients/modelina.test.mjs clients/generators.test.mjs
 
 check: node-deps fmt clippy spec-check docs client-types
 

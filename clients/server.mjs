@@ -17,11 +17,15 @@ export function binaryPath() {
   return path.join(path.resolve(root, targetDir), "debug", "room-chat");
 }
 
-/** A running service: `base` is `http://127.0.0.1:PORT`, `ws` is `ws://127.0.0.1:PORT`. */
-export async function startServer({ port = 0, env = {} } = {}) {
-  // In-memory layers: these tests are about the client and the page, not Redis.
+/**
+ * A running service: `base` is `http://127.0.0.1:PORT`, `ws` is `ws://127.0.0.1:PORT`. On the
+ * in-memory layers unless `redisUrl` is given (these tests are about the client and the page;
+ * the caller's own REDIS_URL is never used).
+ */
+export async function startServer({ port = 0, env = {}, redisUrl = null } = {}) {
   const childEnv = { ...process.env, NO_COLOR: "1", RUST_LOG: "info", ...env };
   delete childEnv.REDIS_URL;
+  if (redisUrl) childEnv.REDIS_URL = redisUrl;
   const child = spawn(binaryPath(), ["--host", "127.0.0.1", "--port", String(port)], {
     env: childEnv,
     stdio: ["ignore", "pipe", "pipe"],
@@ -104,6 +108,50 @@ export async function cuttableProxy(port) {
     close() {
       for (const socket of sockets) socket.destroy();
       proxy.close();
+    },
+  };
+}
+
+/**
+ * A `redis-server` of the test's own on a free loopback port, without persistence (`$REDIS_SERVER`
+ * or the one on PATH; a missing one fails the test). `url` is its `redis://` address; `command`
+ * sends one command (arguments without spaces) and resolves with the raw reply.
+ */
+export async function startRedis() {
+  const port = await new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+  const child = spawn(process.env.REDIS_SERVER ?? "redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const failed = new Promise((_, reject) => child.once("error", reject));
+  const command = (text) =>
+    new Promise((resolve, reject) => {
+      const socket = net.connect(port, "127.0.0.1", () => socket.write(`${text}\r\n`));
+      socket.setEncoding("utf8");
+      socket.once("data", (reply) => {
+        socket.end();
+        resolve(reply);
+      });
+      socket.once("error", reject);
+    });
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const reply = await Promise.race([command("PING").catch(() => null), failed]);
+    if (reply === "+PONG\r\n") break;
+    if (Date.now() > deadline) throw new Error(`redis-server did not answer on ${port}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    url: `redis://127.0.0.1:${port}/`,
+    command,
+    stop() {
+      child.kill("SIGKILL");
     },
   };
 }
