@@ -1015,13 +1015,8 @@ async fn run_supervisor(shared: Arc<Shared>) {
             () = shared.core.lifecycle.shutdown.cancelled() => return,
             () = shared.wake.notified() => shared.follow_losses().await,
             tick = ticks.tick() => {
-                // Pushes that came while the last round ran (a wake-up is one permit).
-                shared.follow_losses().await;
-                since_poll += 1;
-                if since_poll >= TOPOLOGY_POLL_TICKS || shared.stale_masters.load(Ordering::Acquire) {
-                    since_poll = 0;
-                    shared.refresh_masters().await;
-                }
+                // Overdue probes first, before anything here that talks to Redis (and may
+                // wait on a hung node): a missed probe is reported on the tick it is due.
                 for (partition, part) in shared.partitions.iter().enumerate() {
                     let overdue = lock(&part.in_flight).is_some_and(|(_, deadline)| tick >= deadline);
                     if overdue {
@@ -1033,6 +1028,13 @@ async fn run_supervisor(shared: Arc<Shared>) {
                         lock(&shared.pending).extend(channels);
                         shared.partition_down(partition, "liveness probe not received in time; resubscribing");
                     }
+                }
+                // Pushes that came while the last round ran (a wake-up is one permit).
+                shared.follow_losses().await;
+                since_poll += 1;
+                if since_poll >= TOPOLOGY_POLL_TICKS || shared.stale_masters.load(Ordering::Acquire) {
+                    since_poll = 0;
+                    shared.refresh_masters().await;
                 }
                 shared.resubscribe_pending().await;
                 for partition in 0..shared.partitions.len() {
