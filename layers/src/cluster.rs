@@ -298,6 +298,10 @@ enum PublishKind {
 /// 20 x 500 ms = 10 s.
 const TOPOLOGY_POLL_TICKS: u32 = 20;
 
+/// How often the topology is polled while a partition is Down (see `run_supervisor`): a
+/// `CLUSTER SLOTS` to one node every 100 ms of an outage, to notice a promotion within 0.1 s.
+const OUTAGE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// SPUBLISH commands per pipeline, at most.
 const PUBLISH_BATCH: usize = 512;
 
@@ -845,6 +849,11 @@ impl Shared {
         lock(&self.master_conns).remove(&(host.to_owned(), port));
     }
 
+    /// Whether any partition is Down (not listening).
+    fn any_partition_down(&self) -> bool {
+        self.partitions.iter().any(|p| !*p.listening.borrow())
+    }
+
     /// The master of a partition, if known.
     fn master_of(&self, partition: usize) -> Option<(String, u16)> {
         lock(&self.masters).get(partition).cloned().flatten()
@@ -1014,6 +1023,13 @@ async fn run_supervisor(shared: Arc<Shared>) {
             biased;
             () = shared.core.lifecycle.shutdown.cancelled() => return,
             () = shared.wake.notified() => shared.follow_losses().await,
+            // While a partition is Down, the topology is polled every OUTAGE_POLL rather than
+            // every keepalive tick, so a promoted replica is used as soon as the cluster
+            // names it.
+            () = tokio::time::sleep(OUTAGE_POLL), if shared.any_partition_down() => {
+                shared.refresh_masters().await;
+                shared.resubscribe_pending().await;
+            }
             tick = ticks.tick() => {
                 // Overdue probes first, before anything here that talks to Redis (and may
                 // wait on a hung node): a missed probe is reported on the tick it is due.
