@@ -79,6 +79,8 @@ pub struct CpuWatch {
     pub server: Vec<u32>,
     /// The Redis the servers use, if any.
     pub redis: Option<u32>,
+    /// More Redis processes counted together with `redis` (the nodes of a Redis Cluster).
+    pub redis_nodes: Vec<u32>,
 }
 
 impl CpuWatch {
@@ -90,7 +92,17 @@ impl CpuWatch {
             } else {
                 process::total_cpu_seconds(&self.server).ok()
             },
-            redis: self.redis.and_then(|pid| process::cpu_seconds(pid).ok()),
+            redis: if self.redis.is_none() && self.redis_nodes.is_empty() {
+                None
+            } else {
+                let pids: Vec<u32> = self
+                    .redis
+                    .iter()
+                    .chain(&self.redis_nodes)
+                    .copied()
+                    .collect();
+                process::total_cpu_seconds(&pids).ok()
+            },
         }
     }
 }

@@ -76,6 +76,7 @@ async fn cost_per_delivery(url: String, pid: u32) -> f64 {
         cpu_watch: fanout::CpuWatch {
             server: vec![pid],
             redis: None,
+            ..fanout::CpuWatch::default()
         },
         ..FanoutOptions::new(vec![url])
     };

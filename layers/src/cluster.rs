@@ -299,6 +299,10 @@ enum PublishKind {
 /// 20 x 500 ms = 10 s.
 const TOPOLOGY_POLL_TICKS: u32 = 20;
 
+/// How often the topology is polled while a partition is Down (see `run_supervisor`): a
+/// `CLUSTER SLOTS` to one node every 100 ms of an outage, to notice a promotion within 0.1 s.
+const OUTAGE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// SPUBLISH commands per pipeline, at most.
 const PUBLISH_BATCH: usize = 512;
 
@@ -846,6 +850,11 @@ impl Shared {
         lock(&self.master_conns).remove(&(host.to_owned(), port));
     }
 
+    /// Whether any partition is Down (not listening).
+    fn any_partition_down(&self) -> bool {
+        self.partitions.iter().any(|p| !*p.listening.borrow())
+    }
+
     /// The master of a partition, if known.
     fn master_of(&self, partition: usize) -> Option<(String, u16)> {
         lock(&self.masters).get(partition).cloned().flatten()
@@ -1015,14 +1024,16 @@ async fn run_supervisor(shared: Arc<Shared>) {
             biased;
             () = shared.core.lifecycle.shutdown.cancelled() => return,
             () = shared.wake.notified() => shared.follow_losses().await,
+            // While a partition is Down, the topology is polled every OUTAGE_POLL rather than
+            // every keepalive tick, so a promoted replica is used as soon as the cluster
+            // names it.
+            () = tokio::time::sleep(OUTAGE_POLL), if shared.any_partition_down() => {
+                shared.refresh_masters().await;
+                shared.resubscribe_pending().await;
+            }
             tick = ticks.tick() => {
-                // Pushes that came while the last round ran (a wake-up is one permit).
-                shared.follow_losses().await;
-                since_poll += 1;
-                if since_poll >= TOPOLOGY_POLL_TICKS || shared.stale_masters.load(Ordering::Acquire) {
-                    since_poll = 0;
-                    shared.refresh_masters().await;
-                }
+                // Overdue probes first, before anything here that talks to Redis (and may
+                // wait on a hung node): a missed probe is reported on the tick it is due.
                 for (partition, part) in shared.partitions.iter().enumerate() {
                     let overdue = lock(&part.in_flight).is_some_and(|(_, deadline)| tick >= deadline);
                     if overdue {
@@ -1034,6 +1045,13 @@ async fn run_supervisor(shared: Arc<Shared>) {
                         lock(&shared.pending).extend(channels);
                         shared.partition_down(partition, "liveness probe not received in time; resubscribing");
                     }
+                }
+                // Pushes that came while the last round ran (a wake-up is one permit).
+                shared.follow_losses().await;
+                since_poll += 1;
+                if since_poll >= TOPOLOGY_POLL_TICKS || shared.stale_masters.load(Ordering::Acquire) {
+                    since_poll = 0;
+                    shared.refresh_masters().await;
                 }
                 shared.resubscribe_pending().await;
                 for partition in 0..shared.partitions.len() {

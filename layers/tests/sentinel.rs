@@ -1,7 +1,7 @@
-//! Redis Sentinel, on a real topology the test owns: one master, one replica and three
-//! sentinels (`redis-server --sentinel`, no other package), on free ports, started once and
-//! shared by every scenario, which run in order against it (each failover changes the topology
-//! the next one starts from).
+//! Redis Sentinel, on a real topology the test owns (`testing::sentinel::SentinelGroup`): one
+//! master, one replica and three sentinels (`redis-server --sentinel`, no other package), on
+//! free ports, started once and shared by every scenario, which run in order against it (each
+//! failover changes the topology the next one starts from).
 //!
 //! Scenarios, for both Redis layers at once (a pub/sub layer and a queue layer whose only ring
 //! member is the Sentinel entry):

@@ -25,6 +25,11 @@
 //! (`queue`), and two service processes on one Redis pub/sub; rooms of 10, 100 and 1,000
 //! members; a fixed rate and saturation; 10,000 idle connections; 19,000 connections in one
 //! process; connection churn.
+//!
+//! Scale-out: two service processes on a Redis Cluster of 3 masters + 3 replicas (started by
+//! the matrix, `REDIS_URL=redis+cluster://…`, `chat` layer: sharded pub/sub) next to two
+//! processes on one plain Redis, in the cost cells (the Cluster's own CPU summed over its six
+//! nodes) and in the fan-out and churn cells (`--only cluster` runs just those).
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -93,6 +98,8 @@ enum Target {
     PubSub,
     Queue,
     PubSubTwo,
+    /// Two service processes on a Redis Cluster (3 masters + 3 replicas).
+    ClusterTwo,
 }
 
 impl Target {
@@ -103,6 +110,7 @@ impl Target {
             Self::PubSub => "redis pub/sub",
             Self::Queue => "redis queue",
             Self::PubSubTwo => "pub/sub, 2 procs",
+            Self::ClusterTwo => "cluster, 2 procs",
         }
     }
 }
@@ -169,6 +177,9 @@ const COST_TARGETS: [Target; 4] = [
 
 /// How often the history cells alternate on and off (their report takes the median of each).
 const HISTORY_ROUNDS: usize = 3;
+/// The setups of the scale-out cost cells: two service processes on one plain Redis and on a
+/// Redis Cluster, next to the one-process cells above and the same reference.
+const SCALE_OUT_COST_TARGETS: [Target; 2] = [Target::PubSubTwo, Target::ClusterTwo];
 
 /// Server processes of one cell, killed on drop.
 struct Servers {
@@ -213,11 +224,33 @@ struct Matrix {
     /// Environment variables set on the service processes of the cells running now, on top
     /// of the usual ones (the history cells turn history off with it).
     service_env: Vec<(&'static str, &'static str)>,
+    /// The Redis Cluster of the cluster cells, started by the first one that runs.
+    cluster: Option<room_chat_layers::testing::cluster::RedisCluster>,
 }
 
 impl Matrix {
+    /// Starts the Redis Cluster of the cluster cells unless it runs already.
+    async fn ensure_cluster(&mut self, target: Target) -> anyhow::Result<()> {
+        if target == Target::ClusterTwo && self.cluster.is_none() {
+            let started = Instant::now();
+            let cluster = room_chat_layers::testing::cluster::RedisCluster::start()
+                .await
+                .context("starting the Redis Cluster (redis-server and redis-cli)")?;
+            eprintln!(
+                "== Redis Cluster of 3 masters + 3 replicas ready in {:?}",
+                started.elapsed()
+            );
+            self.cluster = Some(cluster);
+        }
+        Ok(())
+    }
+
     async fn start(&self, target: Target, cell: &str) -> anyhow::Result<Servers> {
-        let processes = if target == Target::PubSubTwo { 2 } else { 1 };
+        let processes = if matches!(target, Target::PubSubTwo | Target::ClusterTwo) {
+            2
+        } else {
+            1
+        };
         let mut servers = Servers {
             children: Vec::new(),
             urls: Vec::new(),
@@ -251,6 +284,14 @@ impl Matrix {
                         Target::Queue => {
                             c.env("REDIS_URL", &self.redis_url)
                                 .env("CHAT_LAYER", "queue");
+                        }
+                        Target::ClusterTwo => {
+                            let url = self
+                                .cluster
+                                .as_ref()
+                                .map(|cluster| cluster.url())
+                                .context("the Redis Cluster is not running")?;
+                            c.env("REDIS_URL", url).env("CHAT_LAYER", "chat");
                         }
                         _ => {
                             c.env("REDIS_URL", &self.redis_url)
@@ -315,8 +356,13 @@ impl Matrix {
             return Ok(());
         }
         eprintln!("== {cell}");
+        self.ensure_cluster(target).await?;
         let servers = self.start(target, &cell).await?;
         let uses_redis = matches!(target, Target::PubSub | Target::Queue | Target::PubSubTwo);
+        let cluster_nodes = match (&self.cluster, target) {
+            (Some(cluster), Target::ClusterTwo) => cluster.pids(),
+            _ => Vec::new(),
+        };
         let options = fanout::FanoutOptions {
             rooms: shape.rooms,
             members: shape.members,
@@ -329,6 +375,7 @@ impl Matrix {
             cpu_watch: fanout::CpuWatch {
                 server: servers.pids(),
                 redis: self.redis_pid.filter(|_| uses_redis),
+                redis_nodes: cluster_nodes,
             },
             ..fanout::FanoutOptions::new(servers.urls.clone())
         };
@@ -383,6 +430,7 @@ impl Matrix {
             return Ok(());
         }
         eprintln!("== {cell}");
+        self.ensure_cluster(target).await?;
         let servers = self.start(target, &cell).await?;
         let pids = servers.pids();
         let rate = if kind == "fixed" {
@@ -460,6 +508,7 @@ impl Matrix {
             return Ok(());
         }
         eprintln!("== {cell}");
+        self.ensure_cluster(target).await?;
         let servers = self.start(target, &cell).await?;
         let options = churn::ChurnOptions {
             duration: Duration::from_secs(3),
@@ -585,11 +634,17 @@ async fn main() -> anyhow::Result<()> {
         logs,
         results: Vec::new(),
         service_env: Vec::new(),
+        cluster: None,
     };
     // First and quick: `--only cpu` runs just these. Each shape's reference cell runs next to
     // the layers it is compared with, so a change in the machine's load weighs on all alike.
     for shape in COST_SHAPES {
         for target in COST_TARGETS {
+            matrix.cost(target, shape).await?;
+        }
+    }
+    for shape in COST_SHAPES {
+        for target in SCALE_OUT_COST_TARGETS {
             matrix.cost(target, shape).await?;
         }
     }
@@ -606,6 +661,7 @@ async fn main() -> anyhow::Result<()> {
         Target::PubSub,
         Target::Queue,
         Target::PubSubTwo,
+        Target::ClusterTwo,
     ];
     for shape in SHAPES {
         for kind in ["saturation", "fixed"] {
@@ -701,6 +757,7 @@ mod report {
             "redis pub/sub",
             "redis queue",
             "pub/sub, 2 procs",
+            "cluster, 2 procs",
         ];
         writeln!(md, "# room-chat benchmark report\n")?;
         writeln!(
@@ -723,6 +780,7 @@ mod report {
         }
         md.push_str(&cost_table(results, args)?);
         md.push_str(&history_table(results)?);
+        md.push_str(&scale_out_cost_table(results)?);
         for kind in ["saturation", "fixed"] {
             if kind == "saturation" {
                 writeln!(
@@ -1090,6 +1148,62 @@ mod report {
                 notes.join("; ")
             )?;
         }
+        Ok(md)
+    }
+
+    /// The cost of a delivery with two service processes, on one plain Redis and on a Redis
+    /// Cluster (the Cluster's CPU summed over its six nodes), next to the same reference.
+    pub(super) fn scale_out_cost_table(results: &[Value]) -> anyhow::Result<String> {
+        let mut md = String::new();
+        writeln!(
+            md,
+            "## Server CPU per delivery, two processes: one Redis vs a Redis Cluster\n"
+        )?;
+        writeln!(md, "| room @ deliveries/s | reference µs | pub/sub, 2 procs µs (× ref) | + Redis µs | cluster, 2 procs µs (× ref) | + Cluster µs (6 nodes) | lost (pub/sub, cluster) |")?;
+        writeln!(md, "|---|---:|---:|---:|---:|---:|---|")?;
+        for shape in COST_SHAPES {
+            let cell = |target: &str| {
+                results.iter().find(|r| {
+                    r["kind"] == "cpu"
+                        && r["target"] == target
+                        && r["rooms"].as_u64() == Some(shape.rooms as u64)
+                        && r["members"].as_u64() == Some(shape.members as u64)
+                })
+            };
+            let figure = |target: &str, field: &str| {
+                cell(target).map_or(f64::NAN, |c| f(&c["report"]["sending"][field]))
+            };
+            let reference = figure("reference", "server_us_per_delivery");
+            let versus_reference = |target: &str| {
+                let us = figure(target, "server_us_per_delivery");
+                if us.is_finite() {
+                    format!("{us:.2} ({})", ratio(us, reference))
+                } else {
+                    "–".into()
+                }
+            };
+            let lost = |target: &str| {
+                cell(target).map_or("–".to_owned(), |c| match c["report"].get("error") {
+                    Some(error) => format!("error: {error}"),
+                    None => c["report"]["lost"].to_string(),
+                })
+            };
+            writeln!(
+                md,
+                "| {}×{} @ {}/s | {} | {} | {} | {} | {} | {}, {} |",
+                shape.rooms,
+                shape.members,
+                count(shape.fixed_deliveries_per_s),
+                micros(reference),
+                versus_reference("pub/sub, 2 procs"),
+                micros(figure("pub/sub, 2 procs", "redis_us_per_delivery")),
+                versus_reference("cluster, 2 procs"),
+                micros(figure("cluster, 2 procs", "redis_us_per_delivery")),
+                lost("pub/sub, 2 procs"),
+                lost("cluster, 2 procs"),
+            )?;
+        }
+        writeln!(md, "\nMembers and senders are spread over both processes; the service figure is both processes' CPU together, per delivery. The fan-out and churn tables below have the same two setups as `pub/sub, 2 procs` and `cluster, 2 procs`.\n")?;
         Ok(md)
     }
 

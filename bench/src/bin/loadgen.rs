@@ -145,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
                 cpu_watch: fanout::CpuWatch {
                     server: server_pids,
                     redis: redis_pid,
+                    ..fanout::CpuWatch::default()
                 },
                 ..fanout::FanoutOptions::new(args.urls)
             };

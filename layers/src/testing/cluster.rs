@@ -185,32 +185,53 @@ impl RedisCluster {
     /// and every live replica is in sync (`master_link_status:up`: a manual failover waits for
     /// its replica to catch up, and times out if it never does).
     pub async fn wait_healthy(&self) -> io::Result<()> {
-        wait_until(READY_TIMEOUT, "the cluster is healthy", || async {
-            for port in self.ports() {
-                let info = text(command(port, &["CLUSTER", "INFO"]).await.ok());
-                if !info.contains("cluster_state:ok") {
-                    return false;
-                }
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            let problem = self.unhealthy().await;
+            let Some(problem) = problem else {
+                return Ok(());
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the cluster is not healthy after {READY_TIMEOUT:?}: {problem}"),
+                ));
             }
-            let nodes = self.nodes().await;
-            let masters = nodes
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What keeps the cluster from being healthy (see [`Self::wait_healthy`]), if anything.
+    async fn unhealthy(&self) -> Option<String> {
+        for port in self.ports() {
+            let info = text(command(port, &["CLUSTER", "INFO"]).await.ok());
+            if !info.contains("cluster_state:ok") {
+                return Some(format!("node {port} does not say cluster_state:ok"));
+            }
+        }
+        let nodes = self.nodes().await;
+        let masters = nodes
+            .iter()
+            .filter(|n| n.master && !n.failed && !n.slots.is_empty())
+            .count();
+        let replicas: Vec<&ClusterNode> = nodes.iter().filter(|n| !n.master && !n.failed).collect();
+        if masters != MASTERS || replicas.len() < MASTERS - 1 {
+            return Some(format!(
+                "{masters} live masters serve slots, {} live replicas: {nodes:?}",
+                replicas.len()
+            ));
+        }
+        for replica in replicas {
+            // A replica left behind by a crashed master it no longer reaches is not waited for.
+            let master_dead = nodes
                 .iter()
-                .filter(|n| n.master && !n.failed && !n.slots.is_empty())
-                .count();
-            let replicas: Vec<&ClusterNode> =
-                nodes.iter().filter(|n| !n.master && !n.failed).collect();
-            if masters != MASTERS || replicas.len() < MASTERS - 1 {
-                return false;
+                .any(|m| m.failed && replica.master_id.as_deref() == Some(m.id.as_str()));
+            let info = text(command(replica.port, &["INFO", "replication"]).await.ok());
+            if !master_dead && !info.contains("master_link_status:up") {
+                return Some(format!("replica {} is not in sync", replica.port));
             }
-            for replica in replicas {
-                let info = text(command(replica.port, &["INFO", "replication"]).await.ok());
-                if !info.contains("master_link_status:up") {
-                    return false;
-                }
-            }
-            true
-        })
-        .await
+        }
+        None
     }
 
     /// The client ports of the running nodes.
@@ -220,6 +241,11 @@ impl RedisCluster {
             .filter(|n| n.is_running())
             .map(|n| n.port)
             .collect()
+    }
+
+    /// The process IDs of the running nodes (for CPU accounting in benchmarks).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(Process::pid).collect()
     }
 
     /// `redis://127.0.0.1:PORT/` of every running node: seeds for

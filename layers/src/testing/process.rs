@@ -49,6 +49,10 @@ impl Process {
         Ok(())
     }
 
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         self.child.is_some()
     }
