@@ -20,7 +20,9 @@
 //!
 //! Timings are printed (`cargo test --test cluster -- --nocapture`). Then the registry's Cluster
 //! URL, and the queue layer on the cluster (direct sends and broadcasts across two processes,
-//! single-slot commands only, nothing left behind).
+//! single-slot commands only, nothing left behind), through a migration (keys and all), a
+//! `CLUSTER FAILOVER` and a `kill -9` of the master holding its group: each time the group
+//! keeps both members and a broadcast reaches both processes again (times printed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -75,6 +77,53 @@ fn watch_downs(layer: &RedisClusterPubSubLayer) -> Arc<AtomicU64> {
         }
     });
     downs
+}
+
+/// Broadcasts a marker to the queue layer's "room" (retrying while the cluster settles) until
+/// it reaches both inboxes, within 10 s; older messages read on the way are skipped.
+async fn queue_delivers_to_both(
+    layer: &Arc<dyn ChannelLayer>,
+    a: &mut Inbox,
+    b: &mut Inbox,
+    label: &str,
+) {
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs(10);
+    let marker = json!({"marker": label});
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{label}: the queue layer never delivered"
+        );
+        if layer
+            .group_send(&group("room"), msg(marker.clone()))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let mut got = 0;
+        for inbox in [&mut *a, &mut *b] {
+            let wait = tokio::time::timeout(Duration::from_secs(2), async {
+                loop {
+                    if inbox.receive().await.ok()?.get("marker") == marker.get("marker") {
+                        return Some(());
+                    }
+                }
+            });
+            if wait.await.ok().flatten().is_some() {
+                got += 1;
+            }
+        }
+        if got == 2 {
+            eprintln!(
+                "queue layer, {label}: both delivering after {:?}",
+                began.elapsed()
+            );
+            return;
+        }
+    }
 }
 
 /// Runs `disturb` while `layer` broadcasts to "room" every 10 ms and both inboxes read; then
@@ -343,6 +392,58 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
             assert_eq!(support::recv(inbox).await.get("n"), Some(&json!(n)));
         }
     }
+
+    // The same events under the queue layer, on the master that holds the group's key: after
+    // each, the group still has both members (migrated, replicated, or re-added by the layer
+    // after its reconnect) and a broadcast reaches both processes again.
+    let group_key = "queue:group:room";
+    let slot = redis::from_redis_value::<u16>(
+        command(live[0], &["CLUSTER", "KEYSLOT", group_key])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let owner = cluster.owner(slot).await.unwrap();
+    // To a master with a replica, which the failover below needs.
+    let mut target = None;
+    for n in cluster.nodes().await {
+        if n.master && !n.failed && n.id != owner.id && cluster.replica_of(&n).await.is_some() {
+            target = Some(n);
+            break;
+        }
+    }
+    let target = target.expect("a master with a replica");
+    cluster.migrate(slot, &target).await.unwrap();
+    queue_delivers_to_both(&q2, &mut a, &mut b, "after the migration").await;
+    cluster.failover(slot).await.unwrap();
+    queue_delivers_to_both(&q2, &mut a, &mut b, "after the failover").await;
+    let victim = cluster.owner(slot).await.unwrap();
+    let began = Instant::now();
+    cluster.kill(victim.port).unwrap();
+    cluster.wait_owner_changed(slot, &victim).await.unwrap();
+    eprintln!(
+        "queue layer: {group_key}'s master killed, replica promoted after {:?}",
+        began.elapsed()
+    );
+    queue_delivers_to_both(&q2, &mut a, &mut b, "after the crash").await;
+    eprintln!(
+        "queue layer: both members delivering again {:?} after the kill",
+        began.elapsed()
+    );
+    let members = command(
+        cluster.owner(slot).await.unwrap().port,
+        &["ZCARD", group_key],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        redis::from_redis_value::<u64>(members).unwrap(),
+        2,
+        "both memberships kept"
+    );
+    // Two masters are gone now; the rest of the test only reads the running nodes.
+    let live = cluster.ports();
+
     q1.group_discard(&group("room"), a.name()).await.unwrap();
     drop((a, b));
     q1.flush().await.unwrap();

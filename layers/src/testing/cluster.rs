@@ -344,9 +344,9 @@ impl RedisCluster {
         Ok(())
     }
 
-    /// Moves `slot` to master `to` (`CLUSTER SETSLOT … IMPORTING/MIGRATING`, then `… NODE` on
-    /// every master, new owner first, and a new config epoch for it). The slot holds no keys in
-    /// these fixtures, so nothing needs `MIGRATE`.
+    /// Moves `slot` and its keys to master `to`, as `redis-cli --cluster reshard` does
+    /// (`CLUSTER SETSLOT … IMPORTING/MIGRATING`, `MIGRATE` of its keys, then `… NODE` on every
+    /// master, new owner first, and a new config epoch for it).
     pub async fn migrate(&self, slot: u16, to: &ClusterNode) -> io::Result<()> {
         let from = self
             .owner(slot)
@@ -363,6 +363,21 @@ impl RedisCluster {
             &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &to.id],
         )
         .await?;
+        // The slot's keys move as `redis-cli --cluster reshard` moves them: MIGRATE in batches
+        // until the old owner has none left.
+        let to_port = to.port.to_string();
+        loop {
+            let keys: Vec<String> = redis::from_redis_value(
+                command(from.port, &["CLUSTER", "GETKEYSINSLOT", &slot_text, "100"]).await?,
+            )
+            .map_err(io::Error::other)?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            command(from.port, &args).await?;
+        }
         let mut masters: Vec<ClusterNode> = self
             .nodes()
             .await
