@@ -35,6 +35,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+/// `kill -SIGNAL pid` (`-STOP`, `-CONT`): what freezing and thawing a server process take.
+pub(crate) async fn send_signal(pid: u32, signal: &str) -> io::Result<()> {
+    let status = Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()
+        .await?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "kill {signal} {pid} failed: {status}"
+        )))
+    }
+}
+
 /// How long to wait for a fresh `redis-server` to answer `PING`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -117,18 +133,7 @@ impl RedisServer {
             .as_ref()
             .and_then(Child::id)
             .ok_or_else(|| io::Error::other("redis-server is not running"))?;
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(pid.to_string())
-            .status()
-            .await?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "kill {signal} {pid} failed: {status}"
-            )))
-        }
+        send_signal(pid, signal).await
     }
 
     /// Starts the server again on the same port (empty: there is no persistence). Waits for

@@ -1065,6 +1065,32 @@ mod report {
         }
     }
 
+    /// The CPU-per-delivery cell of `target` in `shape`.
+    fn cost_cell<'a>(results: &'a [Value], target: &str, shape: Shape) -> Option<&'a Value> {
+        results.iter().find(|r| {
+            r["kind"] == "cpu"
+                && r["target"] == target
+                && r["rooms"].as_u64() == Some(shape.rooms as u64)
+                && r["members"].as_u64() == Some(shape.members as u64)
+        })
+    }
+
+    /// One figure of the sending window of that cell (NaN when it did not run).
+    fn cost_figure(results: &[Value], target: &str, shape: Shape, field: &str) -> f64 {
+        cost_cell(results, target, shape).map_or(f64::NAN, |c| f(&c["report"]["sending"][field]))
+    }
+
+    /// `µs (× ref)`: the server's CPU per delivery of that cell next to the reference's.
+    fn versus_reference(results: &[Value], target: &str, shape: Shape) -> String {
+        let figure = |target| cost_figure(results, target, shape, "server_us_per_delivery");
+        let us = figure(target);
+        if us.is_finite() {
+            format!("{us:.2} ({})", ratio(us, figure("reference")))
+        } else {
+            "–".into()
+        }
+    }
+
     /// The cost of a delivery: server CPU µs per delivered frame at a fixed rate, per layer, with
     /// the ratio to the reference server and Redis's own CPU in its own columns.
     pub(super) fn cost_table(results: &[Value], args: &Args) -> anyhow::Result<String> {
@@ -1076,26 +1102,9 @@ mod report {
         // The coarsest reading: one 10 ms tick over the fewest deliveries of any cell.
         let mut tick_us = 0.0f64;
         for shape in COST_SHAPES {
-            let cell = |target: &str| {
-                results.iter().find(|r| {
-                    r["kind"] == "cpu"
-                        && r["target"] == target
-                        && r["rooms"].as_u64() == Some(shape.rooms as u64)
-                        && r["members"].as_u64() == Some(shape.members as u64)
-                })
-            };
-            let figure = |target: &str, field: &str| {
-                cell(target).map_or(f64::NAN, |c| f(&c["report"]["sending"][field]))
-            };
-            let reference = figure("reference", "server_us_per_delivery");
-            let versus_reference = |target: &str| {
-                let us = figure(target, "server_us_per_delivery");
-                if us.is_finite() {
-                    format!("{us:.2} ({})", ratio(us, reference))
-                } else {
-                    "–".into()
-                }
-            };
+            let cell = |target: &str| cost_cell(results, target, shape);
+            let figure = |target: &str, field: &str| cost_figure(results, target, shape, field);
+            let versus_reference = |target: &str| versus_reference(results, target, shape);
             let redis = |target: &str| micros(figure(target, "redis_us_per_delivery"));
             writeln!(
                 md,
@@ -1103,7 +1112,7 @@ mod report {
                 shape.rooms,
                 shape.members,
                 count(shape.fixed_deliveries_per_s),
-                micros(reference),
+                micros(figure("reference", "server_us_per_delivery")),
                 versus_reference("memory"),
                 versus_reference("redis pub/sub"),
                 redis("redis pub/sub"),
@@ -1162,26 +1171,9 @@ mod report {
         writeln!(md, "| room @ deliveries/s | reference µs | pub/sub, 2 procs µs (× ref) | + Redis µs | cluster, 2 procs µs (× ref) | + Cluster µs (6 nodes) | lost (pub/sub, cluster) |")?;
         writeln!(md, "|---|---:|---:|---:|---:|---:|---|")?;
         for shape in COST_SHAPES {
-            let cell = |target: &str| {
-                results.iter().find(|r| {
-                    r["kind"] == "cpu"
-                        && r["target"] == target
-                        && r["rooms"].as_u64() == Some(shape.rooms as u64)
-                        && r["members"].as_u64() == Some(shape.members as u64)
-                })
-            };
-            let figure = |target: &str, field: &str| {
-                cell(target).map_or(f64::NAN, |c| f(&c["report"]["sending"][field]))
-            };
-            let reference = figure("reference", "server_us_per_delivery");
-            let versus_reference = |target: &str| {
-                let us = figure(target, "server_us_per_delivery");
-                if us.is_finite() {
-                    format!("{us:.2} ({})", ratio(us, reference))
-                } else {
-                    "–".into()
-                }
-            };
+            let cell = |target: &str| cost_cell(results, target, shape);
+            let figure = |target: &str, field: &str| cost_figure(results, target, shape, field);
+            let versus_reference = |target: &str| versus_reference(results, target, shape);
             let lost = |target: &str| {
                 cell(target).map_or("–".to_owned(), |c| match c["report"].get("error") {
                     Some(error) => format!("error: {error}"),
@@ -1194,7 +1186,7 @@ mod report {
                 shape.rooms,
                 shape.members,
                 count(shape.fixed_deliveries_per_s),
-                micros(reference),
+                micros(figure("reference", "server_us_per_delivery")),
                 versus_reference("pub/sub, 2 procs"),
                 micros(figure("pub/sub, 2 procs", "redis_us_per_delivery")),
                 versus_reference("cluster, 2 procs"),

@@ -71,18 +71,7 @@ impl Process {
         let pid = self.child.as_ref().map(Child::id).ok_or_else(|| {
             io::Error::other(format!("server on port {} is not running", self.port))
         })?;
-        let status = tokio::process::Command::new("kill")
-            .arg(signal)
-            .arg(pid.to_string())
-            .status()
-            .await?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "kill {signal} {pid} failed: {status}"
-            )))
-        }
+        super::send_signal(pid, signal).await
     }
 }
 
