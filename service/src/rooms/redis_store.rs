@@ -197,7 +197,7 @@ async fn heartbeat(inner: Weak<Inner>) {
             .filter_map(Result::err)
             .collect::<Vec<_>>();
         if let Some(e) = failed.first() {
-            tracing::warn!(error = %e, rooms = failed.len(), "presence heartbeat failed; retrying at the next one");
+            tracing::warn!(error = %e, pipelines = failed.len(), "presence heartbeat failed; retrying at the next one");
         }
     }
 }
