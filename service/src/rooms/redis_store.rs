@@ -368,6 +368,13 @@ impl RoomStore for RedisStore {
         let inner = &self.inner;
         let key = key(room, "presence");
         let stale = now_ms().saturating_sub(millis(inner.presence_expiry));
+        // One transaction: drop the expired, count, list the oldest `max`. `ZRANGE 0 -1` would
+        // list everyone, so `max` 0 asks for the empty range 1..0.
+        let (start, stop) = match isize::try_from(max) {
+            Ok(0) => (1, 0),
+            Ok(max) => (0, max - 1),
+            Err(_) => (0, -1),
+        };
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("ZREMRANGEBYSCORE")
@@ -376,27 +383,10 @@ impl RoomStore for RedisStore {
             .arg(format!("({stale}"))
             .ignore()
             .zcard(&key)
-            .zrange(&key, 0, isize::try_from(max).unwrap_or(isize::MAX) - 1);
-        let (count, raw): (usize, Vec<String>) = if max == 0 {
-            let (count,): (usize,) = inner
-                .run(|mut c| async move {
-                    let mut pipe = redis::pipe();
-                    pipe.atomic()
-                        .cmd("ZREMRANGEBYSCORE")
-                        .arg(&key)
-                        .arg("-inf")
-                        .arg(format!("({stale}"))
-                        .ignore()
-                        .zcard(&key);
-                    pipe.query_async(&mut c).await
-                })
-                .await?;
-            (count, Vec::new())
-        } else {
-            inner
-                .run(|mut c| async move { pipe.query_async(&mut c).await })
-                .await?
-        };
+            .zrange(&key, start, stop);
+        let (count, raw): (usize, Vec<String>) = inner
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
         let mut members = raw
             .iter()
             .map(|r| {
