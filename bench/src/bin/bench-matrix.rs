@@ -221,9 +221,6 @@ struct Matrix {
     redis_pid: Option<u32>,
     logs: PathBuf,
     results: Vec<Value>,
-    /// Environment variables set on the service processes of the cells running now, on top
-    /// of the usual ones (the history cells turn history off with it).
-    service_env: Vec<(&'static str, &'static str)>,
     /// The Redis Cluster of the cluster cells, started by the first one that runs.
     cluster: Option<room_chat_layers::testing::cluster::RedisCluster>,
 }
@@ -245,7 +242,14 @@ impl Matrix {
         Ok(())
     }
 
-    async fn start(&self, target: Target, cell: &str) -> anyhow::Result<Servers> {
+    /// Starts `target`'s processes for `cell`; service processes get `env` on top of the usual
+    /// variables (the history cells turn history off with it).
+    async fn start(
+        &self,
+        target: Target,
+        cell: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Servers> {
         let processes = if matches!(target, Target::PubSubTwo | Target::ClusterTwo) {
             2
         } else {
@@ -276,7 +280,7 @@ impl Matrix {
                         .env("MAX_CONNECTIONS", "20000")
                         .env("INBOUND_RATE", "0")
                         .env("MAX_ROOM_MEMBERS", "100000");
-                    c.envs(self.service_env.iter().copied());
+                    c.envs(env.iter().copied());
                     match target {
                         Target::Memory => {
                             c.env_remove("REDIS_URL").env("CHAT_LAYER", "chat");
@@ -327,25 +331,34 @@ impl Matrix {
     /// Redis) from right before the first send to right after the last one, divided by the
     /// deliveries made in between.
     async fn cost(&mut self, target: Target, shape: Shape) -> anyhow::Result<()> {
-        self.cost_cell("cpu", target, shape).await
+        self.cost_cell("cpu", target, shape, &[]).await
     }
 
     /// One history cell: [`Self::cost`]'s measurement of the 10 × 10 shape with history on or
     /// off, the `round`th time (rounds alternate on and off, so a drift in the machine's load
     /// weighs on both alike).
     async fn history_cost(&mut self, target: Target, on: bool, round: usize) -> anyhow::Result<()> {
-        self.service_env = if on {
-            Vec::new()
+        let (kind, env): (_, &[(&str, &str)]) = if on {
+            ("on", &[])
         } else {
-            vec![("HISTORY_SIZE", "0")]
+            ("off", &[("HISTORY_SIZE", "0")])
         };
-        let kind = format!("history-{}-{round}", if on { "on" } else { "off" });
-        let result = self.cost_cell(&kind, target, COST_SHAPES[0]).await;
-        self.service_env.clear();
-        result
+        self.cost_cell(
+            &format!("history-{kind}-{round}"),
+            target,
+            COST_SHAPES[0],
+            env,
+        )
+        .await
     }
 
-    async fn cost_cell(&mut self, kind: &str, target: Target, shape: Shape) -> anyhow::Result<()> {
+    async fn cost_cell(
+        &mut self,
+        kind: &str,
+        target: Target,
+        shape: Shape,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let cell = format!(
             "{kind}-{}x{}-{}",
             shape.rooms,
@@ -357,7 +370,7 @@ impl Matrix {
         }
         eprintln!("== {cell}");
         self.ensure_cluster(target).await?;
-        let servers = self.start(target, &cell).await?;
+        let servers = self.start(target, &cell, env).await?;
         let uses_redis = matches!(target, Target::PubSub | Target::Queue | Target::PubSubTwo);
         let cluster_nodes = match (&self.cluster, target) {
             (Some(cluster), Target::ClusterTwo) => cluster.pids(),
@@ -431,7 +444,7 @@ impl Matrix {
         }
         eprintln!("== {cell}");
         self.ensure_cluster(target).await?;
-        let servers = self.start(target, &cell).await?;
+        let servers = self.start(target, &cell, &[]).await?;
         let pids = servers.pids();
         let rate = if kind == "fixed" {
             shape.fixed_deliveries_per_s / shape.members as f64
@@ -484,7 +497,7 @@ impl Matrix {
             return Ok(());
         }
         eprintln!("== {cell}");
-        let servers = self.start(target, &cell).await?;
+        let servers = self.start(target, &cell, &[]).await?;
         let options = idle::IdleOptions {
             server_pids: servers.pids(),
             hold: Duration::from_secs(2),
@@ -509,7 +522,7 @@ impl Matrix {
         }
         eprintln!("== {cell}");
         self.ensure_cluster(target).await?;
-        let servers = self.start(target, &cell).await?;
+        let servers = self.start(target, &cell, &[]).await?;
         let options = churn::ChurnOptions {
             duration: Duration::from_secs(3),
             ..churn::ChurnOptions::new(servers.urls.clone(), 300.0)
@@ -633,7 +646,6 @@ async fn main() -> anyhow::Result<()> {
         redis_pid: redis.id(),
         logs,
         results: Vec::new(),
-        service_env: Vec::new(),
         cluster: None,
     };
     // First and quick: `--only cpu` runs just these. Each shape's reference cell runs next to
