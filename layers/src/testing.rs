@@ -35,6 +35,72 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+/// The python of a virtualenv at `dir` holding exactly `requirements` (pinned pip requirement
+/// specifiers, such as `fast-channels[redis]==1.1.0`): built on first use with
+/// `python3 -m venv` and `pip install`, reused while the stamp it keeps lists the same
+/// requirements, rebuilt otherwise. An error (never a skip) if `python3`, `venv` or pip is
+/// missing or the install fails. Builds are serialised within the process: the tests of one
+/// binary run in parallel and may share a venv.
+///
+/// `dir` is the caller's choice, typically under `$CARGO_TARGET_TMPDIR`, so the venv lives in
+/// the target directory and the first run pays for it.
+pub fn python_venv(dir: &Path, requirements: &[&str]) -> io::Result<PathBuf> {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let python = dir.join("bin").join("python");
+    let stamp = dir.join("requirements.installed");
+    let wanted = requirements.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(python);
+    }
+    let run = |command: &mut std::process::Command, what: &str| -> io::Result<()> {
+        let status = command
+            .status()
+            .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("{what} failed: {status}")))
+        }
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    run(
+        std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(dir),
+        "python3 -m venv (install python3 and python3-venv)",
+    )?;
+    run(
+        std::process::Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(requirements),
+        &format!("pip install {}", requirements.join(" ")),
+    )?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(python)
+}
+
+/// The requirement specifiers of a pip requirements file: its lines without comments and
+/// blanks (for [`python_venv`]).
+pub fn requirements_in(file: &Path) -> io::Result<Vec<String>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+    Ok(text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
 /// `kill -SIGNAL pid` (`-STOP`, `-CONT`): what freezing and thawing a server process take.
 pub(crate) async fn send_signal(pid: u32, signal: &str) -> io::Result<()> {
     let status = Command::new("kill")

@@ -459,49 +459,12 @@ where
 }
 
 /// The python of a virtualenv at `dir` holding exactly the packages pinned in the pip
-/// requirements file `requirements`: built on first use with `python3 -m venv` and
-/// `pip install -r`, and rebuilt whenever the file's text differs from the copy kept in the
-/// venv. Panics (failing the test, never skipping it) if `python3` or pip is missing or the
-/// install fails. Serialised within the process: tests of one binary run in parallel.
-///
-/// `dir` is the caller's (`$CARGO_TARGET_TMPDIR/...` in a test binary: a library crate has no
-/// such variable).
+/// requirements file `requirements` (see [`room_chat_layers::testing::python_venv`]: built once
+/// under the target directory, rebuilt when the file's requirements change). Panics, failing
+/// the test, if it cannot be built.
 pub fn python_venv(dir: &std::path::Path, requirements: &std::path::Path) -> std::path::PathBuf {
-    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = BUILDING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let wanted = std::fs::read_to_string(requirements)
-        .unwrap_or_else(|e| panic!("{}: {e}", requirements.display()));
-    let python = dir.join("bin").join("python");
-    let stamp = dir.join("requirements.installed");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return python;
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    let status = std::process::Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(dir)
-        .status()
-        .expect("python3 runs (install python3 and python3-venv)");
-    assert!(status.success(), "python3 -m venv {} failed", dir.display());
-    let status = std::process::Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(requirements)
-        .status()
-        .expect("the venv's pip runs");
-    assert!(
-        status.success(),
-        "pip install -r {} failed",
-        requirements.display()
-    );
-    std::fs::write(&stamp, wanted).unwrap();
-    python
+    use room_chat_layers::testing::{python_venv, requirements_in};
+    let wanted = requirements_in(requirements).unwrap_or_else(|e| panic!("{e}"));
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    python_venv(dir, &wanted).unwrap_or_else(|e| panic!("the virtualenv {}: {e}", dir.display()))
 }

@@ -94,35 +94,12 @@ pub fn valkey_server() -> std::path::PathBuf {
 }
 
 /// The python of a virtualenv `$CARGO_TARGET_TMPDIR/{name}` holding the pinned
-/// `requirement`, built on first use and reused while its stamp file names the same
-/// requirement. Panics (failing the test, never skipping it) if Python or pip is missing or
-/// the install fails. Callers serialise on their own lock: tests of one binary run in
-/// parallel.
+/// `requirement` (see [`room_chat_layers::testing::python_venv`]); panics, failing the test,
+/// if it cannot be built.
 fn pinned_venv(name: &str, requirement: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let python = dir.join("bin").join("python");
-    let ready = dir.join(format!(".{requirement}-installed"));
-    if !ready.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        let status = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3 runs");
-        assert!(status.success(), "python3 -m venv failed");
-        let status = std::process::Command::new(dir.join("bin").join("pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                requirement,
-            ])
-            .status()
-            .expect("pip runs");
-        assert!(status.success(), "pip install {requirement} failed");
-        std::fs::write(&ready, b"").unwrap();
-    }
-    python
+    room_chat_layers::testing::python_venv(&dir, &[requirement])
+        .unwrap_or_else(|e| panic!("the {name} virtualenv: {e}"))
 }
 
 /// Limits a test may tighten; `None` keeps the layer's default.
