@@ -78,4 +78,13 @@ pub enum LayerError {
     /// A layer setting is unusable (for example an unparsable Redis URL).
     #[error("invalid layer configuration: {0}")]
     Config(String),
+    /// This layer does not offer the operation (for example a scripted send on a layer without
+    /// [`script_server`](crate::ChannelLayer::script_server)).
+    #[error("the {layer} layer does not support {operation}")]
+    Unsupported {
+        /// The layer kind.
+        layer: &'static str,
+        /// What was asked for.
+        operation: &'static str,
+    },
 }

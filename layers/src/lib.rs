@@ -64,6 +64,7 @@ pub use names::{
     safe_group_name, validate_channel_name, validate_group_name, Group, MAX_NAME_LENGTH,
 };
 pub use registry::{human, positive_duration, LayerLimits, LayerRegistry, STANDARD_ALIASES};
+pub use scripted::ScriptedSend;
 pub use stats::{DropReason, LayerStats};
 
 pub mod cluster;
@@ -81,6 +82,7 @@ pub mod pubsub;
 pub mod queue;
 pub mod registry;
 mod ring;
+mod scripted;
 pub(crate) mod sentinel;
 mod stats;
 #[cfg(feature = "test-support")]
@@ -122,6 +124,32 @@ pub trait ChannelLayer: Send + Sync + 'static {
     /// Sends a message to every channel in a group. The message is encoded once; receivers
     /// that are full are skipped and counted, never waited for.
     async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError>;
+
+    /// The Redis server that would run a [`ScriptedSend`] to `group`: the ring member carrying
+    /// the group's channel, as configured (the URL given in `hosts`), so a caller can check that
+    /// its script's keys live there. `None` when this layer runs no scripts (the default).
+    fn script_server(&self, group: &Group) -> Option<&str> {
+        let _ = group;
+        None
+    }
+
+    /// Sends a message to every channel in a group by running `script` on the group's server
+    /// (see [`ScriptedSend`]): the script's writes and the publish are one command, queued and
+    /// ordered like [`group_send`](ChannelLayer::group_send). Only for a layer whose
+    /// [`script_server`](ChannelLayer::script_server) is `Some`; others return
+    /// [`LayerError::Unsupported`].
+    async fn group_send_scripted(
+        &self,
+        group: &Group,
+        message: Message,
+        script: ScriptedSend,
+    ) -> Result<(), LayerError> {
+        let _ = (group, message, script);
+        Err(LayerError::Unsupported {
+            layer: self.kind(),
+            operation: "scripted group sends",
+        })
+    }
 
     /// Removes every channel, group membership and queued message of this layer (on Redis,
     /// every key under the layer's prefix, as the Python layers do). Existing inboxes then

@@ -70,6 +70,7 @@ use crate::hosts::{consistent_hash, moved, Backoff, ConnectionSettings, RedisHos
 use crate::inbox::ChannelOwner;
 use crate::local::LocalCore;
 use crate::names::{random_hex32, safe_group_name, validate_channel_name};
+use crate::scripted::ScriptedSend;
 use crate::stats::DropReason;
 use crate::{ChannelLayer, Group, Inbox, LayerError, LayerHealth, LayerStats, Message};
 
@@ -179,6 +180,8 @@ struct Publish {
     payload: Bytes,
     /// What the message is, which decides what a reply of "no subscriber" means.
     kind: PublishKind,
+    /// Publish through this script instead of a bare `PUBLISH` (see [`ScriptedSend`]).
+    script: Option<Box<ScriptedSend>>,
     /// When the sender handed it over: a message that waited longer than the command timeout
     /// (Redis hung, the queue behind a stalled pipeline) is dropped as expired instead of being
     /// published late, so no chat line arrives seconds later as if it were live.
@@ -295,6 +298,7 @@ impl RedisPubSubLayer {
         channel: String,
         message: &Message,
         kind: PublishKind,
+        script: Option<ScriptedSend>,
     ) -> Result<(), LayerError> {
         let host = &self.shared.hosts[self.shared.host_of(&channel)];
         if !*host.listening.borrow() {
@@ -313,6 +317,7 @@ impl RedisPubSubLayer {
             channel,
             payload: message.to_msgpack()?,
             kind,
+            script: script.map(Box::new),
             queued_at: tokio::time::Instant::now(),
         };
         let limit = self.shared.settings.connection.command_timeout;
@@ -696,6 +701,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                         channel: host.probe_channel.clone(),
                         payload: Bytes::copy_from_slice(&probe_seq.to_be_bytes()),
                         kind: PublishKind::Probe,
+                        script: None,
                         queued_at: tokio::time::Instant::now(),
                     };
                     // Never wait here (the stream must keep draining). A publish queue that is
@@ -756,9 +762,9 @@ fn probe_channel(prefix: &str, index: usize, ring: usize) -> String {
 /// busy process needs a fraction of a round trip per message and an idle one sends each message
 /// at once. Every message is accounted for: a `PUBLISH` that reached nobody is counted (see
 /// [`Shared::published`]), and a pipeline that fails counts each of its messages as
-/// [`DropReason::PublishFailed`], as do messages still queued at shutdown.
+/// [`DropReason::PublishFailed`], as do messages still queued at shutdown. A scripted broadcast
+/// ([`ScriptedSend`]) is one `EVAL` in the same pipeline, so it keeps its place in the order.
 async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Receiver<Publish>) {
-    let host = &shared.hosts[index].redis;
     let limit = shared.settings.connection.command_timeout;
     let mut batch: Vec<Publish> = Vec::with_capacity(PUBLISH_BATCH);
     loop {
@@ -793,52 +799,11 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
         if batch.is_empty() {
             continue;
         }
-        let mut pipeline = redis::pipe();
-        for publish in &batch {
-            pipeline
-                .cmd("PUBLISH")
-                .arg(&publish.channel)
-                .arg(publish.payload.as_ref());
-        }
-        let mut conn = host.commands.clone();
-        let mut replies: Result<Vec<i64>, String> = Err(String::new());
-        // Two attempts: after Redis restarts, the shared command connection only notices on
-        // its first failed write, which also makes it reconnect; that write never reached
-        // Redis, so sending the batch again cannot duplicate it. A timeout is not retried:
-        // Redis may have run the commands and only the reply is late.
-        for attempt in 0..2 {
-            replies = match timeout(limit, pipeline.query_async(&mut conn)).await {
-                Ok(Ok(replies)) => Ok(replies),
-                Ok(Err(e)) if attempt == 0 && is_connection_error(&e) => {
-                    tracing::debug!(layer = KIND, host = host.name, error = %e, "publish connection was stale; retrying once");
-                    continue;
-                }
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("PUBLISH timed out".to_owned()),
-            };
-            break;
-        }
-        match replies {
-            Ok(replies) => {
-                for (publish, receivers) in batch.iter().zip(replies) {
-                    shared.published(publish, receivers);
-                }
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    layer = KIND,
-                    host = host.name,
-                    messages = batch.len(),
-                    reason,
-                    "publishing failed; the messages are lost"
-                );
-                // A probe is not a message: its loss shows as a missed probe, not a drop.
-                for publish in batch.iter().filter(|p| p.kind != PublishKind::Probe) {
-                    shared
-                        .core
-                        .dropped(DropReason::PublishFailed, &publish.channel, 1);
-                }
-            }
+        let fallbacks = write_batch(&shared, index, &batch).await;
+        if !fallbacks.is_empty() {
+            // Scripts that failed published nothing: their plain messages go out now, after
+            // the pipeline (a fallback carries no script, so this cannot repeat).
+            write_batch(&shared, index, &fallbacks).await;
         }
         batch.clear();
     }
@@ -852,6 +817,97 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
             .core
             .dropped(DropReason::PublishFailed, &publish.channel, 1);
     }
+}
+
+/// Writes one batch as one pipeline and accounts for every message in it. Returns the fallback
+/// messages of scripts that Redis ran and that failed (see [`ScriptedSend`]), to be written next.
+async fn write_batch(shared: &Shared, index: usize, batch: &[Publish]) -> Vec<Publish> {
+    let host = &shared.hosts[index].redis;
+    let limit = shared.settings.connection.command_timeout;
+    let mut pipeline = redis::pipe();
+    // One reply per command, errors included, so that one failing script does not hide
+    // whether the others (and the plain publishes around it) went out.
+    pipeline.ignore_errors();
+    for publish in batch {
+        match &publish.script {
+            Some(script) => script.append_to(&mut pipeline, &publish.channel, &publish.payload),
+            None => {
+                pipeline
+                    .cmd("PUBLISH")
+                    .arg(&publish.channel)
+                    .arg(publish.payload.as_ref());
+            }
+        }
+    }
+    let mut conn = host.commands.clone();
+    let mut replies: Result<Vec<redis::Value>, String> = Err(String::new());
+    // Two attempts: after Redis restarts, the shared command connection only notices on
+    // its first failed write, which also makes it reconnect; that write never reached
+    // Redis, so sending the batch again cannot duplicate it. A timeout is not retried:
+    // Redis may have run the commands and only the reply is late.
+    for attempt in 0..2 {
+        replies = match timeout(limit, pipeline.query_async(&mut conn)).await {
+            Ok(Ok(replies)) => Ok(replies),
+            Ok(Err(e)) if attempt == 0 && is_connection_error(&e) => {
+                tracing::debug!(layer = KIND, host = host.name, error = %e, "publish connection was stale; retrying once");
+                continue;
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("PUBLISH timed out".to_owned()),
+        };
+        break;
+    }
+    let replies = match replies {
+        Ok(replies) => replies,
+        Err(reason) => {
+            tracing::warn!(
+                layer = KIND,
+                host = host.name,
+                messages = batch.len(),
+                reason,
+                "publishing failed; the messages are lost"
+            );
+            // A probe is not a message: its loss shows as a missed probe, not a drop.
+            for publish in batch.iter().filter(|p| p.kind != PublishKind::Probe) {
+                shared
+                    .core
+                    .dropped(DropReason::PublishFailed, &publish.channel, 1);
+            }
+            return Vec::new();
+        }
+    };
+    let mut fallbacks = Vec::new();
+    for (publish, reply) in batch.iter().zip(replies) {
+        match reply {
+            redis::Value::Int(receivers) => shared.published(publish, receivers),
+            other => {
+                let fallback = publish.script.as_ref().and_then(|s| s.fallback.clone());
+                tracing::warn!(
+                    layer = KIND,
+                    host = host.name,
+                    channel = publish.channel,
+                    reply = ?other,
+                    scripted = publish.script.is_some(),
+                    fallback = fallback.is_some(),
+                    "Redis refused a publish"
+                );
+                match fallback {
+                    Some(payload) => fallbacks.push(Publish {
+                        channel: publish.channel.clone(),
+                        payload,
+                        kind: publish.kind,
+                        script: None,
+                        queued_at: publish.queued_at,
+                    }),
+                    None if publish.kind == PublishKind::Probe => {}
+                    None => shared
+                        .core
+                        .dropped(DropReason::PublishFailed, &publish.channel, 1),
+                }
+            }
+        }
+    }
+    fallbacks
 }
 
 /// Whether a command failed because the connection was gone (nothing reached Redis).
@@ -901,7 +957,7 @@ impl ChannelLayer for RedisPubSubLayer {
         validate_channel_name(channel)?;
         // A channel nobody is subscribed to has no receiver in any process: the publisher
         // counts such a message as gone (not an error: receivers leave at any time).
-        self.publish(channel.to_owned(), &message, PublishKind::Direct)
+        self.publish(channel.to_owned(), &message, PublishKind::Direct, None)
             .await?;
         self.shared.core.count_sent();
         Ok(())
@@ -962,6 +1018,31 @@ impl ChannelLayer for RedisPubSubLayer {
             self.shared.group_channel(group),
             &message,
             PublishKind::Broadcast,
+            None,
+        )
+        .await?;
+        self.shared.core.count_group_sent();
+        Ok(())
+    }
+
+    fn script_server(&self, group: &Group) -> Option<&str> {
+        let channel = self.shared.group_channel(group);
+        let index = self.shared.host_of(&channel);
+        self.shared.settings.hosts.get(index).map(String::as_str)
+    }
+
+    async fn group_send_scripted(
+        &self,
+        group: &Group,
+        message: Message,
+        script: ScriptedSend,
+    ) -> Result<(), LayerError> {
+        self.shared.core.lifecycle.check_open()?;
+        self.publish(
+            self.shared.group_channel(group),
+            &message,
+            PublishKind::Broadcast,
+            Some(script),
         )
         .await?;
         self.shared.core.count_group_sent();

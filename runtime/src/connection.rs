@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message as WsMessage, Utf8Bytes};
-use room_chat_layers::{ChannelLayer, Group, LayerError, Message};
+use room_chat_layers::{ChannelLayer, Group, LayerError, Message, ScriptedSend};
 use serde::Serialize;
 
 use crate::broadcast::Broadcast;
@@ -202,6 +202,36 @@ impl<O: Serialize + Send + Sync + 'static> Connection<O> {
     /// Sends `frame` to every other member of `group` (a join or leave notice).
     pub async fn broadcast_to_others(&self, group: &Group, frame: O) -> Result<(), ConsumerError> {
         self.broadcast_message(group, frame, true).await
+    }
+
+    /// Sends `frame` to every member of `group`, this connection included, through a script
+    /// that the layer runs in place of its publish, so that what the caller keeps beside the
+    /// broadcast is written in the same Redis command (see [`ScriptedSend`]). `script` is given
+    /// the message exactly as the layer will publish it (chanx's envelope, msgpack) and builds
+    /// the send; when it declines (`None`) nothing is sent and this returns `Ok(false)`, so the
+    /// caller can send another way. Only on a layer whose
+    /// [`script_server`](ChannelLayer::script_server) is `Some` for `group`.
+    pub async fn broadcast_scripted(
+        &self,
+        group: &Group,
+        frame: O,
+        script: impl FnOnce(&[u8]) -> Option<ScriptedSend>,
+    ) -> Result<bool, ConsumerError> {
+        let broadcast = Broadcast::new(frame, self.channel.clone(), false)?;
+        let message = Message::typed(broadcast);
+        let Some(script) = script(&message.to_msgpack()?) else {
+            return Ok(false);
+        };
+        self.layer
+            .group_send_scripted(group, message, script)
+            .await?;
+        Ok(true)
+    }
+
+    /// The server that [`broadcast_scripted`](Connection::broadcast_scripted) to `group` would
+    /// run its script on (see [`ChannelLayer::script_server`]).
+    pub fn script_server(&self, group: &Group) -> Option<&str> {
+        self.layer.script_server(group)
     }
 
     async fn broadcast_message(

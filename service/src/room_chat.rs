@@ -29,7 +29,7 @@ use room_chat_runtime::settings::{human, positive_duration};
 use room_chat_runtime::{Connection, Consumer, ConsumerError, FrameOutcome, Handshake, Refusal};
 
 use crate::rooms::{
-    now_ms, rfc3339, MemberEntry, MemoryStore, RedisStore, Retention, RoomStore, StoreError,
+    now_ms, rfc3339, stamp, MemberEntry, MemoryStore, RedisStore, Retention, RoomStore, StoreError,
     StoredChat,
 };
 
@@ -516,6 +516,28 @@ impl Handler<Connection<Outgoing>> for RoomChatConsumer {
         message: RoomChatMessage,
     ) -> Result<(), RoomChatError> {
         let text = format!("💬 {}", message.payload.message);
+        // Every receiver must see the message's offset, which only the store can give. Where
+        // the store lives on the server that carries the room's group, the append rides inside
+        // the broadcast's own publish (one Redis command, nothing awaited here; see
+        // `rooms::stamp`); otherwise it is a separate call made before the broadcast.
+        if self.history_on
+            && self.store.script_server().is_some()
+            && self.store.script_server() == conn.script_server(&self.group)
+        {
+            let mut payload = self.payload(text.clone());
+            payload.offset = Some(stamp::OFFSET_PLACEHOLDER);
+            payload.epoch = Some(stamp::EPOCH_PLACEHOLDER.to_owned());
+            let (store, room, sender) = (&self.store, &self.room_name, self.member.name.as_deref());
+            let sent = conn
+                .broadcast_scripted(&self.group, self.notification(payload), |encoded| {
+                    store.append_script(room, &text, sender, encoded)
+                })
+                .await?;
+            if sent {
+                return Ok(());
+            }
+            tracing::warn!(room = %self.room_name, "the broadcast has no place for its offset; appending it apart");
+        }
         let mut payload = self.payload(text);
         // The message is stamped before it is broadcast, so every receiver sees its offset. A
         // store that fails costs the message its place in history, not its delivery.

@@ -346,3 +346,97 @@ async fn with_history_off_messages_carry_no_offset_and_history_says_so() {
         "history keys written: {keys:?}"
     );
 }
+
+/// Calls of one command so far, from Redis's `INFO commandstats` (0 if never called).
+async fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info = redis.raw_command("INFO commandstats").await.unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// On one Redis, a chat message is appended and published by one command (the stamp is written
+/// into the broadcast inside Redis), so every member still sees consecutive offsets; and a room
+/// whose history keys hold something else still chats: its messages arrive without an offset,
+/// `history` there answers with an error frame, and other rooms keep their history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_command_per_chat_message_and_a_broken_history_still_chats() {
+    let redis = RedisServer::start().await.unwrap();
+    let one = TestServer::start(Layer::PubSub(redis.url())).await;
+    let two = TestServer::start(Layer::PubSub(redis.url())).await;
+    let mut ada = named(&one, "stamped", "ada").await;
+    let mut bob = named(&two, "stamped", "bob").await;
+    let (evals, evalshas, publishes) = (
+        calls(&redis, "eval").await,
+        calls(&redis, "evalsha").await,
+        calls(&redis, "publish").await,
+    );
+    let mut offsets = Vec::new();
+    for i in 0..5 {
+        let sent = say(&mut ada, &format!("n{i}")).await;
+        let seen = say_seen(&mut bob, &format!("n{i}")).await;
+        assert_eq!(
+            sent, seen,
+            "both processes deliver the same stamped payload"
+        );
+        assert_eq!(sent["sender"], "ada");
+        assert!(
+            sent["epoch"].as_str().is_some_and(|e| e.len() == 16),
+            "{sent}"
+        );
+        offsets.push(sent["offset"].as_u64().unwrap());
+    }
+    assert_eq!(offsets, [1, 2, 3, 4, 5]);
+    assert_eq!(
+        calls(&redis, "eval").await - evals,
+        5,
+        "one EVAL per message"
+    );
+    assert_eq!(
+        calls(&redis, "evalsha").await,
+        evalshas,
+        "no separate append"
+    );
+    // Redis counts the PUBLISH each script makes; nothing else was published for the chat
+    // (the liveness probes of both processes may add a few).
+    let published = calls(&redis, "publish").await - publishes;
+    assert!((5..=5 + 8).contains(&published), "{published} publishes");
+    let h = history(&mut bob, Value::Null, 10).await;
+    assert_eq!(texts(&h).len(), 5);
+    assert_eq!(h["messages"][4]["offset"], 5);
+
+    // The room "broken" has a string where its history's hash should be.
+    let meta = format!("room-chat:{{{}}}:meta", hex_of("broken"));
+    redis.raw_command(&format!("SET {meta} x")).await.unwrap();
+    let mut cy = named(&one, "broken", "cy").await;
+    let mut dee = named(&two, "broken", "dee").await;
+    let delivered = say(&mut cy, "still here").await;
+    assert_eq!(delivered["offset"], Value::Null, "{delivered}");
+    assert_eq!(delivered["epoch"], Value::Null);
+    assert_eq!(delivered["sender"], "cy");
+    assert_eq!(say_seen(&mut dee, "still here").await, delivered);
+    dee.send_json(json!({"action": "history", "payload": {"since": null, "limit": 5}}))
+        .await;
+    let error = dee.recv_action("error").await;
+    assert!(error.to_string().contains("history"), "{error}");
+    // The other room is untouched.
+    let next = say(&mut ada, "n5").await;
+    assert_eq!(next["offset"], 6);
+}
+
+/// Waits for the chat message `text` (sent by someone else) and returns its payload.
+async fn say_seen(client: &mut Client, text: &str) -> Value {
+    loop {
+        let frame = client.recv_frame().await;
+        if frame["action"] == "room_notification"
+            && frame["payload"]["message"] == format!("💬 {text}")
+        {
+            return frame["payload"].clone();
+        }
+    }
+}
+
+fn hex_of(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}

@@ -13,6 +13,7 @@
 
 mod memory;
 mod redis_store;
+pub mod stamp;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -107,6 +108,28 @@ pub struct Presence {
 /// connection's task at once (no lock held across an await).
 #[async_trait::async_trait]
 pub trait RoomStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The Redis server this store keeps rooms on, as configured, when an append can travel
+    /// inside the broadcast's own publish ([`RoomStore::append_script`]): the caller compares
+    /// it with the server carrying the room's group. `None` (the default) when it cannot.
+    fn script_server(&self) -> Option<&str> {
+        None
+    }
+
+    /// The scripted send that appends a chat message to `room`'s history and publishes its
+    /// broadcast `encoded` (the layer's bytes, with the [`stamp`] placeholders) stamped with
+    /// its offset and epoch, in one Redis command. `None` when this store cannot, or `encoded`
+    /// holds no placeholders; the caller then uses [`RoomStore::append`] and a plain broadcast.
+    fn append_script(
+        &self,
+        room: &str,
+        message: &str,
+        sender: Option<&str>,
+        encoded: &[u8],
+    ) -> Option<room_chat_layers::ScriptedSend> {
+        let _ = (room, message, sender, encoded);
+        None
+    }
+
     /// Appends a chat message to `room`'s history; returns its offset and the epoch.
     async fn append(
         &self,

@@ -29,32 +29,64 @@ use std::time::Duration;
 
 use redis::Script;
 use room_chat_layers::hosts::{ConnectionSettings, RedisCommands};
+use room_chat_layers::ScriptedSend;
 
 use super::{
-    new_epoch, now_ms, select, History, MemberEntry, Presence, Retention, RoomStore, Stamp,
+    new_epoch, now_ms, select, stamp, History, MemberEntry, Presence, Retention, RoomStore, Stamp,
     StoreError, StoredChat,
 };
 
-/// Appends one message: starts an epoch if the room has none, takes the next offset, pushes,
-/// trims to the retained size and renews the expiry. One script, so two processes appending at
-/// once cannot give the same offset or interleave push and trim.
-const APPEND: &str = r"
+/// The body of an append, shared by both scripts: starts an epoch if the room has none, takes
+/// the next offset, pushes, trims to the retained size and renews the expiry. One script, so two
+/// processes appending at once cannot give the same offset or interleave push and trim. Expects
+/// the locals `new_epoch`, `entry`, `keep` and `ttl`; leaves `offset` and `epoch`.
+macro_rules! append_body {
+    () => {
+        r"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  epoch = ARGV[1]
+  epoch = new_epoch
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local keep = tonumber(ARGV[3])
 if keep > 0 then
-  redis.call('RPUSH', KEYS[2], offset .. ' ' .. ARGV[2])
+  redis.call('RPUSH', KEYS[2], offset .. ' ' .. entry)
   redis.call('LTRIM', KEYS[2], -keep, -1)
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ttl)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {offset, epoch}
-";
+redis.call('PEXPIRE', KEYS[1], ttl)
+"
+    };
+}
+
+/// Appends one message and returns its offset and the epoch (for a message sent apart from the
+/// append: on a Cluster, or when the room's group is carried by another server than the store).
+const APPEND: &str = concat!(
+    "local new_epoch, entry, keep, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]",
+    append_body!(),
+    "return {offset, epoch}"
+);
+
+/// Appends one message and publishes its broadcast with the offset and epoch written over the
+/// placeholders (see the `stamp` module), returning `PUBLISH`'s reply: the whole chat message in
+/// one command, run by the channel layer's publisher in place of its `PUBLISH`. `ARGV[1]` and
+/// `ARGV[2]` are the channel and the encoded broadcast (the layer's convention); then the epoch to
+/// start, the entry, the size and the expiry as for [`APPEND`], then the 1-based positions of the
+/// two placeholders. The offset is written as a msgpack `uint64`, big-endian, byte by byte (Lua's
+/// numbers are doubles: exact up to 2^53, which no room reaches).
+const APPEND_AND_PUBLISH: &str = concat!(
+    "local new_epoch, entry, keep, ttl = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]",
+    append_body!(),
+    r"
+if #epoch > 31 then return redis.error_reply('room-chat: epoch too long to stamp') end
+local at, epoch_at, m = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[2]
+local n, b = offset, {}
+for i = 8, 1, -1 do b[i] = n % 256; n = math.floor(n / 256) end
+return redis.call('PUBLISH', ARGV[1], string.sub(m, 1, at - 1) .. string.char(0xcf, unpack(b))
+  .. string.sub(m, at + 9, epoch_at - 1) .. string.char(0xa0 + #epoch) .. epoch .. string.sub(m, epoch_at + 17))
+"
+);
 
 /// Reads the epoch, the newest offset and the retained messages; a room with no epoch gets one
 /// (so a client that asks before anyone spoke has an epoch to compare later messages with).
@@ -86,6 +118,8 @@ pub struct RedisStore {
 
 struct Inner {
     conn: RedisCommands,
+    /// The URL the store was opened on, as configured (see [`RoomStore::script_server`]).
+    url: String,
     timeout: Duration,
     retention: Retention,
     presence_expiry: Duration,
@@ -127,6 +161,7 @@ impl RedisStore {
     ) -> Result<Self, StoreError> {
         let inner = Arc::new(Inner {
             conn: RedisCommands::open(url, connection)?,
+            url: url.to_owned(),
             timeout: connection.command_timeout,
             retention,
             presence_expiry,
@@ -258,8 +293,56 @@ fn parse_entry(raw: &str) -> Result<StoredChat, StoreError> {
     })
 }
 
+impl Inner {
+    /// The JSON a message is kept as.
+    fn entry(message: &str, sender: Option<&str>) -> Result<String, StoreError> {
+        serde_json::to_string(&Entry {
+            message: message.to_owned(),
+            sender: sender.map(str::to_owned),
+            at_ms: now_ms(),
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
 #[async_trait::async_trait]
 impl RoomStore for RedisStore {
+    fn script_server(&self) -> Option<&str> {
+        // On a Cluster the room's keys and the group's shard channel sit on different slots,
+        // which one script may not span.
+        (!self.inner.conn.is_cluster()).then_some(self.inner.url.as_str())
+    }
+
+    fn append_script(
+        &self,
+        room: &str,
+        message: &str,
+        sender: Option<&str>,
+        encoded: &[u8],
+    ) -> Option<ScriptedSend> {
+        let inner = &self.inner;
+        let slots = stamp::locate(encoded)?;
+        let entry = match Inner::entry(message, sender) {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not encode a history entry");
+                return None;
+            }
+        };
+        Some(
+            ScriptedSend::new(APPEND_AND_PUBLISH)
+                .key(key(room, "meta"))
+                .key(key(room, "log"))
+                .arg(new_epoch())
+                .arg(entry)
+                .arg(inner.retention.size.to_string())
+                .arg(millis(inner.retention.max_age).to_string())
+                .arg((slots.offset + 1).to_string())
+                .arg((slots.epoch + 1).to_string())
+                .fallback(stamp::unstamped(encoded, slots)),
+        )
+    }
+
     async fn append(
         &self,
         room: &str,
@@ -267,12 +350,7 @@ impl RoomStore for RedisStore {
         sender: Option<&str>,
     ) -> Result<Stamp, StoreError> {
         let inner = &self.inner;
-        let entry = serde_json::to_string(&Entry {
-            message: message.to_owned(),
-            sender: sender.map(str::to_owned),
-            at_ms: now_ms(),
-        })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let entry = Inner::entry(message, sender)?;
         let mut invocation = inner.append.key(key(room, "meta"));
         invocation
             .key(key(room, "log"))

@@ -1,0 +1,85 @@
+//! Stamping a broadcast inside Redis: how a chat message gets its `offset` and `epoch` in the
+//! same command that appends it to the room's history and publishes it.
+//!
+//! Every receiver must see the offset, and only Redis knows it (it is the room's next number,
+//! shared by every process). Asking for it first and publishing after costs a second round trip
+//! per chat message, paid before the broadcast can even be queued. Instead the message is encoded
+//! once with **placeholders** where the offset and epoch go, and the script that appends it
+//! (see the Redis store) overwrites them in place before its `PUBLISH`:
+//!
+//! - the offset placeholder is [`OFFSET_PLACEHOLDER`], which msgpack writes as a `uint64`
+//!   (`0xcf` and 8 bytes); the script writes the real offset as a `uint64` of the same width,
+//!   so nothing around it moves;
+//! - the epoch placeholder is [`EPOCH_PLACEHOLDER`], a 16-byte string (`0xb0` and 16 bytes); the
+//!   script writes the epoch with its own string header (a `fixstr`, any length under 32).
+//!
+//! The result is ordinary msgpack: Rust and Python receivers decode it as if the sender had
+//! known the numbers. The offset placeholder cannot occur in user text, because its first two
+//! bytes (`0xcf 0x7f`) are not valid UTF-8 and every string in the message is; the epoch
+//! placeholder is looked for only after it, where nothing but the epoch and the envelope's own
+//! fields (`exclude_current`, the sender's channel name) follow. If the encoding ever stops
+//! having that shape, [`locate`] finds nothing and the message is appended and sent the slow way.
+
+/// The offset written into a broadcast before Redis gives it its real one (no room reaches it:
+/// it is beyond what a Lua number holds exactly).
+pub const OFFSET_PLACEHOLDER: i64 = 0x7f5a_5a5a_5a5a_5a5a;
+
+/// The epoch written into a broadcast before Redis gives it the room's (16 bytes, the length of
+/// a real epoch, so the placeholder encodes as the same `fixstr` header).
+pub const EPOCH_PLACEHOLDER: &str = "~epoch~pending~~";
+
+/// msgpack's `uint64` marker: the placeholder's encoding, and the script's.
+const UINT64: u8 = 0xcf;
+
+/// Where the placeholders sit in an encoded broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    /// Index of the offset's `uint64` marker (9 bytes from there).
+    pub offset: usize,
+    /// Index of the epoch's string header (17 bytes from there).
+    pub epoch: usize,
+}
+
+fn offset_bytes() -> [u8; 9] {
+    let mut bytes = [UINT64; 9];
+    bytes[1..].copy_from_slice(&OFFSET_PLACEHOLDER.to_be_bytes());
+    bytes
+}
+
+fn epoch_bytes() -> [u8; 17] {
+    let mut bytes = [0xa0 | 16; 17];
+    bytes[1..].copy_from_slice(EPOCH_PLACEHOLDER.as_bytes());
+    bytes
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// Finds both placeholders in `encoded` (exactly one offset placeholder, the epoch after it).
+pub fn locate(encoded: &[u8]) -> Option<Slots> {
+    let offset_bytes = offset_bytes();
+    let offset = find(encoded, &offset_bytes, 0)?;
+    if find(encoded, &offset_bytes, offset + 1).is_some() {
+        return None;
+    }
+    let epoch = find(encoded, &epoch_bytes(), offset + offset_bytes.len())?;
+    Some(Slots { offset, epoch })
+}
+
+/// `encoded` with both placeholders replaced by msgpack's nil: the broadcast as it goes out when
+/// the script fails (delivered, without a place in history).
+pub fn unstamped(encoded: &[u8], slots: Slots) -> Vec<u8> {
+    const NIL: u8 = 0xc0;
+    let mut out = Vec::with_capacity(encoded.len());
+    out.extend_from_slice(&encoded[..slots.offset]);
+    out.push(NIL);
+    out.extend_from_slice(&encoded[slots.offset + 9..slots.epoch]);
+    out.push(NIL);
+    out.extend_from_slice(&encoded[slots.epoch + 17..]);
+    out
+}
