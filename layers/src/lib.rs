@@ -64,7 +64,7 @@ pub use names::{
     safe_group_name, validate_channel_name, validate_group_name, Group, MAX_NAME_LENGTH,
 };
 pub use registry::{human, positive_duration, LayerLimits, LayerRegistry, STANDARD_ALIASES};
-pub use scripted::ScriptedSend;
+pub use scripted::{LuaScript, ScriptedSend};
 pub use stats::{DropReason, LayerStats};
 
 pub mod cluster;

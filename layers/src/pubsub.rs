@@ -182,6 +182,8 @@ struct Publish {
     kind: PublishKind,
     /// Publish through this script instead of a bare `PUBLISH` (see [`ScriptedSend`]).
     script: Option<Box<ScriptedSend>>,
+    /// Send the script's source (`EVAL`) rather than its hash: Redis answered `NOSCRIPT`.
+    with_source: bool,
     /// When the sender handed it over: a message that waited longer than the command timeout
     /// (Redis hung, the queue behind a stalled pipeline) is dropped as expired instead of being
     /// published late, so no chat line arrives seconds later as if it were live.
@@ -318,6 +320,7 @@ impl RedisPubSubLayer {
             payload: message.to_msgpack()?,
             kind,
             script: script.map(Box::new),
+            with_source: false,
             queued_at: tokio::time::Instant::now(),
         };
         let limit = self.shared.settings.connection.command_timeout;
@@ -702,6 +705,7 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                         payload: Bytes::copy_from_slice(&probe_seq.to_be_bytes()),
                         kind: PublishKind::Probe,
                         script: None,
+                        with_source: false,
                         queued_at: tokio::time::Instant::now(),
                     };
                     // Never wait here (the stream must keep draining). A publish queue that is
@@ -799,13 +803,16 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
         if batch.is_empty() {
             continue;
         }
-        let fallbacks = write_batch(&shared, index, &batch).await;
-        if !fallbacks.is_empty() {
-            // Scripts that failed published nothing: their plain messages go out now, after
-            // the pipeline (a fallback carries no script, so this cannot repeat).
-            write_batch(&shared, index, &fallbacks).await;
+        // Scripts that were not run go out again right after their pipeline: with their source
+        // after `NOSCRIPT`, as their plain fallback after an error. A fallback carries no
+        // script, so this ends within three rounds.
+        let mut again = write_batch(&shared, index, &mut batch).await;
+        for _ in 0..2 {
+            if again.is_empty() {
+                break;
+            }
+            again = write_batch(&shared, index, &mut again).await;
         }
-        batch.clear();
     }
     // Shutdown: whatever is still queued will not be written.
     queue.close();
@@ -819,18 +826,24 @@ async fn run_publisher(shared: Arc<Shared>, index: usize, mut queue: mpsc::Recei
     }
 }
 
-/// Writes one batch as one pipeline and accounts for every message in it. Returns the fallback
-/// messages of scripts that Redis ran and that failed (see [`ScriptedSend`]), to be written next.
-async fn write_batch(shared: &Shared, index: usize, batch: &[Publish]) -> Vec<Publish> {
+/// Writes one batch as one pipeline (leaving `batch` empty) and accounts for every message in
+/// it. Returns what to write next (see [`ScriptedSend`]): scripts Redis did not have, with their
+/// source, and the plain fallbacks of scripts that failed.
+async fn write_batch(shared: &Shared, index: usize, batch: &mut Vec<Publish>) -> Vec<Publish> {
     let host = &shared.hosts[index].redis;
     let limit = shared.settings.connection.command_timeout;
     let mut pipeline = redis::pipe();
     // One reply per command, errors included, so that one failing script does not hide
     // whether the others (and the plain publishes around it) went out.
     pipeline.ignore_errors();
-    for publish in batch {
+    for publish in batch.iter() {
         match &publish.script {
-            Some(script) => script.append_to(&mut pipeline, &publish.channel, &publish.payload),
+            Some(script) => script.append_to(
+                &mut pipeline,
+                &publish.channel,
+                &publish.payload,
+                publish.with_source,
+            ),
             None => {
                 pipeline
                     .cmd("PUBLISH")
@@ -868,7 +881,7 @@ async fn write_batch(shared: &Shared, index: usize, batch: &[Publish]) -> Vec<Pu
                 "publishing failed; the messages are lost"
             );
             // A probe is not a message: its loss shows as a missed probe, not a drop.
-            for publish in batch.iter().filter(|p| p.kind != PublishKind::Probe) {
+            for publish in batch.drain(..).filter(|p| p.kind != PublishKind::Probe) {
                 shared
                     .core
                     .dropped(DropReason::PublishFailed, &publish.channel, 1);
@@ -876,38 +889,59 @@ async fn write_batch(shared: &Shared, index: usize, batch: &[Publish]) -> Vec<Pu
             return Vec::new();
         }
     };
-    let mut fallbacks = Vec::new();
-    for (publish, reply) in batch.iter().zip(replies) {
-        match reply {
-            redis::Value::Int(receivers) => shared.published(publish, receivers),
-            other => {
-                let fallback = publish.script.as_ref().and_then(|s| s.fallback.clone());
-                tracing::warn!(
-                    layer = KIND,
-                    host = host.name,
-                    channel = publish.channel,
-                    reply = ?other,
-                    scripted = publish.script.is_some(),
-                    fallback = fallback.is_some(),
-                    "Redis refused a publish"
-                );
-                match fallback {
-                    Some(payload) => fallbacks.push(Publish {
-                        channel: publish.channel.clone(),
-                        payload,
-                        kind: publish.kind,
-                        script: None,
-                        queued_at: publish.queued_at,
-                    }),
-                    None if publish.kind == PublishKind::Probe => {}
-                    None => shared
-                        .core
-                        .dropped(DropReason::PublishFailed, &publish.channel, 1),
-                }
+    let mut again = Vec::new();
+    for (publish, reply) in batch.drain(..).zip(replies) {
+        let error = match reply {
+            redis::Value::Int(receivers) => {
+                shared.published(&publish, receivers);
+                continue;
             }
+            redis::Value::ServerError(e) => e,
+            other => {
+                tracing::warn!(layer = KIND, host = host.name, reply = ?other, "unexpected reply to a publish");
+                shared.published(&publish, 1);
+                continue;
+            }
+        };
+        if publish.script.is_some()
+            && !publish.with_source
+            && error.kind() == Some(redis::ServerErrorKind::NoScript)
+        {
+            tracing::debug!(
+                layer = KIND,
+                host = host.name,
+                "Redis lost the publish script; sending its source"
+            );
+            again.push(Publish {
+                with_source: true,
+                ..publish
+            });
+            continue;
+        }
+        let fallback = publish.script.as_ref().and_then(|s| s.fallback.clone());
+        tracing::warn!(
+            layer = KIND,
+            host = host.name,
+            channel = publish.channel,
+            error = %error,
+            scripted = publish.script.is_some(),
+            fallback = fallback.is_some(),
+            "Redis refused a publish"
+        );
+        match fallback {
+            Some(payload) => again.push(Publish {
+                payload,
+                script: None,
+                with_source: false,
+                ..publish
+            }),
+            None if publish.kind == PublishKind::Probe => {}
+            None => shared
+                .core
+                .dropped(DropReason::PublishFailed, &publish.channel, 1),
         }
     }
-    fallbacks
+    again
 }
 
 /// Whether a command failed because the connection was gone (nothing reached Redis).

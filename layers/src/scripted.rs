@@ -21,10 +21,11 @@
 //! queue layer, Cluster, whose shard channels and a caller's keys sit on different slots) refuse
 //! with [`LayerError::Unsupported`](crate::LayerError::Unsupported).
 //!
-//! **`EVAL`, not `EVALSHA`.** Redis caches the compiled script by its hash either way; sending
-//! the source costs a few hundred bytes per message and saves the `NOSCRIPT` recovery after a
-//! restart or `SCRIPT FLUSH`, which could only retry a message after the ones queued behind it
-//! had gone out, out of order.
+//! **`EVALSHA`, then `EVAL`.** A message is sent as `EVALSHA`, so what travels per message is
+//! the script's hash, not its source. Redis forgets scripts when it restarts or is told to
+//! (`SCRIPT FLUSH`); a message whose `EVALSHA` comes back `NOSCRIPT` was not run, so it is sent
+//! again with its source (`EVAL`, which also caches the script for the next ones) right after its
+//! pipeline. That is the one case where it can arrive after a message queued behind it.
 //!
 //! **Failure.** A script that Redis runs and that fails (an error reply: a key of the wrong type,
 //! out of memory) has published nothing. Its [`fallback`](ScriptedSend::fallback), if any, is then
@@ -34,28 +35,52 @@
 
 use bytes::Bytes;
 
+/// A Lua script and its SHA-1, computed once (the hash is what `EVALSHA` sends).
+#[derive(Debug)]
+pub struct LuaScript {
+    source: &'static str,
+    sha: String,
+}
+
+impl LuaScript {
+    /// Hashes `source`. Keep the result (in a `static`, or next to what uses it): every send
+    /// through the script shares it.
+    pub fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: sha1_smol::Sha1::from(source).digest().to_string(),
+        }
+    }
+
+    /// The script's SHA-1 in hex, as Redis names it.
+    pub fn sha(&self) -> &str {
+        &self.sha
+    }
+}
+
 /// A broadcast to publish through a Lua script (see the module docs for the convention).
 #[derive(Clone)]
 pub struct ScriptedSend {
-    pub(crate) script: &'static str,
-    pub(crate) keys: Vec<String>,
+    pub(crate) script: &'static LuaScript,
+    pub(crate) keys: Vec<Bytes>,
     pub(crate) args: Vec<Bytes>,
     pub(crate) fallback: Option<Bytes>,
 }
 
 impl ScriptedSend {
-    /// A send through `script` (Lua source), with no keys or extra arguments yet.
-    pub fn new(script: &'static str) -> Self {
+    /// A send through `script`, with room for `keys` keys and `args` extra arguments (one
+    /// allocation each, however many are added within them).
+    pub fn new(script: &'static LuaScript, keys: usize, args: usize) -> Self {
         Self {
             script,
-            keys: Vec::new(),
-            args: Vec::new(),
+            keys: Vec::with_capacity(keys),
+            args: Vec::with_capacity(args),
             fallback: None,
         }
     }
 
     /// Adds a key (`KEYS[n]`, in the order added).
-    pub fn key(mut self, key: impl Into<String>) -> Self {
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.keys.push(key.into());
         self
     }
@@ -72,15 +97,25 @@ impl ScriptedSend {
         self
     }
 
-    /// Appends the `EVAL` of this script for one message to `pipeline`.
-    pub(crate) fn append_to(&self, pipeline: &mut redis::Pipeline, channel: &str, payload: &[u8]) {
-        pipeline
-            .cmd("EVAL")
-            .arg(self.script)
-            .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg(channel)
-            .arg(payload);
+    /// Appends the `EVALSHA` (or, with `source`, the `EVAL`) of this script for one message to
+    /// `pipeline`.
+    pub(crate) fn append_to(
+        &self,
+        pipeline: &mut redis::Pipeline,
+        channel: &str,
+        payload: &[u8],
+        source: bool,
+    ) {
+        if source {
+            pipeline.cmd("EVAL").arg(self.script.source);
+        } else {
+            pipeline.cmd("EVALSHA").arg(&self.script.sha);
+        }
+        pipeline.arg(self.keys.len());
+        for key in &self.keys {
+            pipeline.arg(key.as_ref());
+        }
+        pipeline.arg(channel).arg(payload);
         for arg in &self.args {
             pipeline.arg(arg.as_ref());
         }
@@ -90,6 +125,7 @@ impl ScriptedSend {
 impl std::fmt::Debug for ScriptedSend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScriptedSend")
+            .field("script", &self.script.sha)
             .field("keys", &self.keys)
             .field("args", &self.args.len())
             .field("fallback", &self.fallback.is_some())

@@ -27,9 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use redis::Script;
 use room_chat_layers::hosts::{ConnectionSettings, RedisCommands};
-use room_chat_layers::ScriptedSend;
+use room_chat_layers::{LuaScript, ScriptedSend};
 
 use super::{
     new_epoch, now_ms, select, stamp, History, MemberEntry, Presence, Retention, RoomStore, Stamp,
@@ -88,6 +89,10 @@ return redis.call('PUBLISH', ARGV[1], string.sub(m, 1, at - 1) .. string.char(0x
 "
 );
 
+/// [`APPEND_AND_PUBLISH`], hashed once.
+static APPEND_AND_PUBLISH_SCRIPT: std::sync::LazyLock<LuaScript> =
+    std::sync::LazyLock::new(|| LuaScript::new(APPEND_AND_PUBLISH));
+
 /// Reads the epoch, the newest offset and the retained messages; a room with no epoch gets one
 /// (so a client that asks before anyone spoke has an epoch to compare later messages with).
 const READ: &str = r"
@@ -120,6 +125,10 @@ struct Inner {
     conn: RedisCommands,
     /// The URL the store was opened on, as configured (see [`RoomStore::script_server`]).
     url: String,
+    /// `retention.size` and `retention.max_age` in ms, as script arguments (made once, shared
+    /// by every append).
+    size_arg: Bytes,
+    ttl_arg: Bytes,
     timeout: Duration,
     retention: Retention,
     presence_expiry: Duration,
@@ -140,7 +149,16 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn key(room: &str, what: &str) -> String {
-    format!("room-chat:{{{}}}:{what}", hex::encode(room.as_bytes()))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(13 + room.len() * 2 + what.len());
+    key.push_str("room-chat:{");
+    for byte in room.bytes() {
+        key.push(char::from(HEX[usize::from(byte >> 4)]));
+        key.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    key.push_str("}:");
+    key.push_str(what);
+    key
 }
 
 fn millis(d: Duration) -> u64 {
@@ -162,6 +180,8 @@ impl RedisStore {
         let inner = Arc::new(Inner {
             conn: RedisCommands::open(url, connection)?,
             url: url.to_owned(),
+            size_arg: Bytes::from(retention.size.to_string()),
+            ttl_arg: Bytes::from(millis(retention.max_age).to_string()),
             timeout: connection.command_timeout,
             retention,
             presence_expiry,
@@ -269,10 +289,18 @@ impl Inner {
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct Entry {
     message: String,
     sender: Option<String>,
+    at_ms: u64,
+}
+
+/// An [`Entry`] as written (borrowing the message rather than copying it first).
+#[derive(serde::Serialize)]
+struct NewEntry<'a> {
+    message: &'a str,
+    sender: Option<&'a str>,
     at_ms: u64,
 }
 
@@ -296,9 +324,9 @@ fn parse_entry(raw: &str) -> Result<StoredChat, StoreError> {
 impl Inner {
     /// The JSON a message is kept as.
     fn entry(message: &str, sender: Option<&str>) -> Result<String, StoreError> {
-        serde_json::to_string(&Entry {
-            message: message.to_owned(),
-            sender: sender.map(str::to_owned),
+        serde_json::to_string(&NewEntry {
+            message,
+            sender,
             at_ms: now_ms(),
         })
         .map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -330,13 +358,13 @@ impl RoomStore for RedisStore {
             }
         };
         Some(
-            ScriptedSend::new(APPEND_AND_PUBLISH)
+            ScriptedSend::new(&APPEND_AND_PUBLISH_SCRIPT, 2, 6)
                 .key(key(room, "meta"))
                 .key(key(room, "log"))
                 .arg(new_epoch())
                 .arg(entry)
-                .arg(inner.retention.size.to_string())
-                .arg(millis(inner.retention.max_age).to_string())
+                .arg(inner.size_arg.clone())
+                .arg(inner.ttl_arg.clone())
                 .arg((slots.offset + 1).to_string())
                 .arg((slots.epoch + 1).to_string())
                 .fallback(stamp::unstamped(encoded, slots)),

@@ -52,23 +52,24 @@ fn epoch_bytes() -> [u8; 17] {
     bytes
 }
 
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    haystack
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|i| i + from)
-}
-
-/// Finds both placeholders in `encoded` (exactly one offset placeholder, the epoch after it).
+/// Finds both placeholders in `encoded`: the offset's is the last 9 bytes equal to it (no string
+/// can hold them, and the frame has no other integer of that value; it sits near the end, so the
+/// search runs from there), the epoch's the first after it.
 pub fn locate(encoded: &[u8]) -> Option<Slots> {
     let offset_bytes = offset_bytes();
-    let offset = find(encoded, &offset_bytes, 0)?;
-    if find(encoded, &offset_bytes, offset + 1).is_some() {
-        return None;
-    }
-    let epoch = find(encoded, &epoch_bytes(), offset + offset_bytes.len())?;
-    Some(Slots { offset, epoch })
+    let offset = encoded
+        .windows(offset_bytes.len())
+        .rposition(|w| w == offset_bytes)?;
+    let after = offset + offset_bytes.len();
+    let epoch_bytes = epoch_bytes();
+    let epoch = encoded
+        .get(after..)?
+        .windows(epoch_bytes.len())
+        .position(|w| w == epoch_bytes)?;
+    Some(Slots {
+        offset,
+        epoch: after + epoch,
+    })
 }
 
 /// `encoded` with both placeholders replaced by msgpack's nil: the broadcast as it goes out when
