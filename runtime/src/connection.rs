@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message as WsMessage, Utf8Bytes};
+use bytes::Bytes;
 use room_chat_layers::{ChannelLayer, Group, LayerError, Message, ScriptedSend};
 use serde::Serialize;
 
@@ -215,7 +216,7 @@ impl<O: Serialize + Send + Sync + 'static> Connection<O> {
         &self,
         group: &Group,
         frame: O,
-        script: impl FnOnce(&[u8]) -> Option<ScriptedSend>,
+        script: impl FnOnce(&Bytes) -> Option<ScriptedSend>,
     ) -> Result<bool, ConsumerError> {
         let broadcast = Broadcast::new(frame, self.channel.clone(), false)?;
         let message = Message::typed(broadcast);

@@ -124,7 +124,7 @@ pub trait RoomStore: Send + Sync + std::fmt::Debug + 'static {
         room: &str,
         message: &str,
         sender: Option<&str>,
-        encoded: &[u8],
+        encoded: &bytes::Bytes,
     ) -> Option<room_chat_layers::ScriptedSend> {
         let _ = (room, message, sender, encoded);
         None

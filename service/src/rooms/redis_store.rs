@@ -69,24 +69,17 @@ const APPEND: &str = concat!(
     "return {offset, epoch}"
 );
 
-/// Appends one message and publishes its broadcast with the offset and epoch written over the
-/// placeholders (see the `stamp` module), returning `PUBLISH`'s reply: the whole chat message in
-/// one command, run by the channel layer's publisher in place of its `PUBLISH`. `ARGV[1]` and
-/// `ARGV[2]` are the channel and the encoded broadcast (the layer's convention); then the epoch to
-/// start, the entry, the size and the expiry as for [`APPEND`], then the 1-based positions of the
-/// two placeholders. The offset is written as a msgpack `uint64`, big-endian, byte by byte (Lua's
-/// numbers are doubles: exact up to 2^53, which no room reaches).
+/// Appends one message and publishes its broadcast stamped with the offset and epoch (see the
+/// `stamp` module), returning `PUBLISH`'s reply: the whole chat message in one command, run by
+/// the channel layer's publisher in place of its `PUBLISH`. `ARGV[1]` and `ARGV[2]` are the
+/// channel and the encoded broadcast (the layer's convention; the broadcast is published from
+/// its parts instead); then the epoch to start, the entry, the size and the expiry as for
+/// [`APPEND`]; then the broadcast's three parts around its placeholders, joined with the
+/// msgpack encodings of the offset and the epoch.
 const APPEND_AND_PUBLISH: &str = concat!(
     "local new_epoch, entry, keep, ttl = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]",
     append_body!(),
-    r"
-if #epoch > 31 then return redis.error_reply('room-chat: epoch too long to stamp') end
-local at, epoch_at, m = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[2]
-local n, b = offset, {}
-for i = 8, 1, -1 do b[i] = n % 256; n = math.floor(n / 256) end
-return redis.call('PUBLISH', ARGV[1], string.sub(m, 1, at - 1) .. string.char(0xcf, unpack(b))
-  .. string.sub(m, at + 9, epoch_at - 1) .. string.char(0xa0 + #epoch) .. epoch .. string.sub(m, epoch_at + 17))
-"
+    "return redis.call('PUBLISH', ARGV[1], ARGV[7] .. cmsgpack.pack(offset) .. ARGV[8] .. cmsgpack.pack(epoch) .. ARGV[9])"
 );
 
 /// [`APPEND_AND_PUBLISH`], hashed once.
@@ -346,10 +339,11 @@ impl RoomStore for RedisStore {
         room: &str,
         message: &str,
         sender: Option<&str>,
-        encoded: &[u8],
+        encoded: &Bytes,
     ) -> Option<ScriptedSend> {
         let inner = &self.inner;
         let slots = stamp::locate(encoded)?;
+        let parts = stamp::parts(encoded, slots);
         let entry = match Inner::entry(message, sender) {
             Ok(entry) => entry,
             Err(e) => {
@@ -358,15 +352,16 @@ impl RoomStore for RedisStore {
             }
         };
         Some(
-            ScriptedSend::new(&APPEND_AND_PUBLISH_SCRIPT, 2, 6)
+            ScriptedSend::new(&APPEND_AND_PUBLISH_SCRIPT, 2, 7)
                 .key(key(room, "meta"))
                 .key(key(room, "log"))
                 .arg(new_epoch())
                 .arg(entry)
                 .arg(inner.size_arg.clone())
                 .arg(inner.ttl_arg.clone())
-                .arg((slots.offset + 1).to_string())
-                .arg((slots.epoch + 1).to_string())
+                .arg(parts.before)
+                .arg(parts.between)
+                .arg(parts.after)
                 .fallback(stamp::unstamped(encoded, slots)),
         )
     }

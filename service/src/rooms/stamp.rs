@@ -4,21 +4,22 @@
 //! Every receiver must see the offset, and only Redis knows it (it is the room's next number,
 //! shared by every process). Asking for it first and publishing after costs a second round trip
 //! per chat message, paid before the broadcast can even be queued. Instead the message is encoded
-//! once with **placeholders** where the offset and epoch go, and the script that appends it
-//! (see the Redis store) overwrites them in place before its `PUBLISH`:
+//! once with **placeholders** where the offset and epoch go ([`OFFSET_PLACEHOLDER`], which
+//! msgpack writes as a `uint64`, `0xcf` and 8 bytes; [`EPOCH_PLACEHOLDER`], a 16-byte string,
+//! `0xb0` and 16 bytes), cut into the three [`Parts`] around them, and the script that appends it
+//! (see the Redis store) publishes `before ‖ offset ‖ between ‖ epoch ‖ after`, the two values
+//! msgpack-encoded by Redis's own `cmsgpack`. Joining parts is one concatenation in Lua, where
+//! cutting the message there would cost Redis several string copies per chat message.
 //!
-//! - the offset placeholder is [`OFFSET_PLACEHOLDER`], which msgpack writes as a `uint64`
-//!   (`0xcf` and 8 bytes); the script writes the real offset as a `uint64` of the same width,
-//!   so nothing around it moves;
-//! - the epoch placeholder is [`EPOCH_PLACEHOLDER`], a 16-byte string (`0xb0` and 16 bytes); the
-//!   script writes the epoch with its own string header (a `fixstr`, any length under 32).
-//!
-//! The result is ordinary msgpack: Rust and Python receivers decode it as if the sender had
-//! known the numbers. The offset placeholder cannot occur in user text, because its first two
+//! The result is ordinary msgpack (a value's width may differ from its placeholder's: nothing
+//! counts bytes, and the map still has the same keys): Rust and Python receivers decode it as if
+//! the sender had known the numbers. The offset placeholder cannot occur in user text, because its first two
 //! bytes (`0xcf 0x7f`) are not valid UTF-8 and every string in the message is; the epoch
 //! placeholder is looked for only after it, where nothing but the epoch and the envelope's own
 //! fields (`exclude_current`, the sender's channel name) follow. If the encoding ever stops
 //! having that shape, [`locate`] finds nothing and the message is appended and sent the slow way.
+
+use bytes::Bytes;
 
 /// The offset written into a broadcast before Redis gives it its real one (no room reaches it:
 /// it is beyond what a Lua number holds exactly).
@@ -70,6 +71,26 @@ pub fn locate(encoded: &[u8]) -> Option<Slots> {
         offset,
         epoch: after + epoch,
     })
+}
+
+/// An encoded broadcast cut around its placeholders (slices of it, not copies).
+#[derive(Debug, Clone)]
+pub struct Parts {
+    /// Up to the offset's value.
+    pub before: Bytes,
+    /// From after the offset's value up to the epoch's.
+    pub between: Bytes,
+    /// After the epoch's value.
+    pub after: Bytes,
+}
+
+/// Cuts `encoded` around the placeholders at `slots`.
+pub fn parts(encoded: &Bytes, slots: Slots) -> Parts {
+    Parts {
+        before: encoded.slice(..slots.offset),
+        between: encoded.slice(slots.offset + 9..slots.epoch),
+        after: encoded.slice(slots.epoch + 17..),
+    }
 }
 
 /// `encoded` with both placeholders replaced by msgpack's nil: the broadcast as it goes out when
