@@ -7,11 +7,12 @@ mod support;
 
 use std::time::Duration;
 
+use room_chat_layers::memory::{MemoryLayer, MemorySettings};
 use room_chat_layers::pubsub::{PubSubSettings, RedisPubSubLayer};
 use room_chat_layers::testing::RedisServer;
-use room_chat_layers::{ChannelLayer, DropReason};
+use room_chat_layers::{ChannelLayer, DropReason, LayerError, LuaScript, ScriptedSend};
 use serde_json::json;
-use support::{eventually, group, init_tracing, msg};
+use support::{eventually, group, init_tracing, msg, recv};
 
 /// Connections currently subscribed to something (`sub=` non-zero in `CLIENT LIST`).
 async fn subscriber_connections(redis: &RedisServer) -> usize {
@@ -148,4 +149,90 @@ async fn a_burst_beyond_the_dispatch_queue_is_dropped_and_counted() {
     drop(others);
     drop(watcher);
     layer.close().await.unwrap();
+}
+
+/// Counts its calls in `KEYS[1]` and publishes `ARGV[3]` instead of the layer's message.
+static COUNT_AND_PUBLISH: std::sync::LazyLock<LuaScript> = std::sync::LazyLock::new(|| {
+    LuaScript::new("redis.call('INCR', KEYS[1]) return redis.call('PUBLISH', ARGV[1], ARGV[3])")
+});
+
+/// Always fails, publishing nothing.
+static FAILING: std::sync::LazyLock<LuaScript> =
+    std::sync::LazyLock::new(|| LuaScript::new("return redis.error_reply('refused on purpose')"));
+
+/// A scripted group send is one command that does the script's writes and publishes what the
+/// script publishes; a Redis that lost the script is sent its source and the message still
+/// arrives once; a failing script's fallback is delivered in its place, and without a fallback
+/// the loss is counted. Layers that run no scripts refuse the call.
+#[tokio::test]
+async fn scripted_sends_publish_what_their_script_publishes() {
+    init_tracing();
+    let redis = RedisServer::start().await.unwrap();
+    let layer = RedisPubSubLayer::new(PubSubSettings::new(vec![redis.url()])).unwrap();
+    let room = group("room");
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.group_add(&room, inbox.name()).await.unwrap();
+    assert_eq!(layer.script_server(&room), Some(redis.url().as_str()));
+    let counted = |n: &str| {
+        ScriptedSend::new(&COUNT_AND_PUBLISH, 1, 1)
+            .key("scripted-count")
+            .arg(msg(json!({"n": n})).to_msgpack().unwrap())
+    };
+    let placeholder = || msg(json!({"n": "the layer's own"}));
+
+    layer
+        .group_send_scripted(&room, placeholder(), counted("first"))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("first")));
+    redis.raw_command("SCRIPT FLUSH").await.unwrap();
+    layer
+        .group_send_scripted(&room, placeholder(), counted("after the flush"))
+        .await
+        .unwrap();
+    assert_eq!(
+        recv(&mut inbox).await.get("n"),
+        Some(&json!("after the flush"))
+    );
+    assert!(redis
+        .raw_command("GET scripted-count")
+        .await
+        .unwrap()
+        .contains("\r\n2\r\n"));
+
+    let fallback = msg(json!({"n": "fallback"})).to_msgpack().unwrap();
+    layer
+        .group_send_scripted(
+            &room,
+            placeholder(),
+            ScriptedSend::new(&FAILING, 0, 0).fallback(fallback),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut inbox).await.get("n"), Some(&json!("fallback")));
+    layer
+        .group_send_scripted(&room, placeholder(), ScriptedSend::new(&FAILING, 0, 0))
+        .await
+        .unwrap();
+    eventually("the failed script is counted", || async {
+        layer.stats().dropped(DropReason::PublishFailed) == 1
+    })
+    .await;
+    // Nothing else arrived: the failed script published nothing.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), inbox.receive())
+            .await
+            .is_err()
+    );
+    layer.close().await.unwrap();
+
+    let memory = MemoryLayer::new(MemorySettings::default());
+    assert_eq!(memory.script_server(&room), None);
+    let refused = memory
+        .group_send_scripted(&room, placeholder(), counted("nowhere"))
+        .await;
+    assert!(
+        matches!(refused, Err(LayerError::Unsupported { .. })),
+        "{refused:?}"
+    );
 }

@@ -1063,7 +1063,7 @@ mod report {
             )?;
         }
         writeln!(md)?;
-        writeln!(md, "{}×{} at {}/s as in the table above; history on is the default (each chat message is stamped with an offset and kept: one store append before its broadcast), off is `HISTORY_SIZE=0`. The rounds alternate on and off; each figure is the median of its rounds.\n", shape.rooms, shape.members, count(shape.fixed_deliveries_per_s))?;
+        writeln!(md, "{}×{} at {}/s as in the table above; history on is the default (each chat message is stamped with an offset and kept: on Redis pub/sub by the script that appends it and publishes its broadcast in one command, in memory by an append before its broadcast), off is `HISTORY_SIZE=0`. The rounds alternate on and off; each figure is the median of its rounds.\n", shape.rooms, shape.members, count(shape.fixed_deliveries_per_s))?;
         Ok(md)
     }
 

@@ -16,6 +16,11 @@
 //! within that time (process clocks must agree to well within it). Keys the Python layers use
 //! are never touched.
 //!
+//! A chat message is appended by the script that also publishes its broadcast, stamped with the
+//! offset and epoch ([`RoomStore::append_script`], run by the pub/sub layer's publisher as a
+//! [`ScriptedSend`]), whenever this store's server is the one carrying the room's group; by a
+//! separate [`RoomStore::append`] before the broadcast otherwise (a Cluster, another ring member).
+//!
 //! `REDIS_URL`'s first member may be a plain server, a Sentinel group or a Cluster: the store
 //! uses the layers' command connection for it ([`RedisCommands`]), which follows a Sentinel
 //! failover and routes each command to the node owning its slot. Every command, pipeline and
