@@ -35,6 +35,11 @@
 //! published through its normal publish path comes back on its own subscription, and refuses
 //! sends through a member that is Down; [`ChannelLayer::targets`] says which member is down.
 //!
+//! **Scripted sends.** A caller that keeps something in Redis beside a broadcast (the service's
+//! room history) can have the pub/sub layer publish through a Lua script of its own
+//! ([`ScriptedSend`], [`ChannelLayer::group_send_scripted`]), so its write and the publish are one
+//! command in the layer's ordinary pipeline; [`ChannelLayer::script_server`] says on which server.
+//!
 //! Every layer is held to the same behaviour by one conformance suite (`tests/conformance.rs`),
 //! and reports what it could not deliver ([`LayerStats`]) and whether its backend is reachable
 //! ([`LayerHealth`]).

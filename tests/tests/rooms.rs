@@ -61,6 +61,11 @@ fn texts(history: &Value) -> Vec<String> {
 /// Sends a chat message and reads it back; returns the delivered payload.
 async fn say(client: &mut Client, text: &str) -> Value {
     client.chat(text).await;
+    say_seen(client, text).await
+}
+
+/// Waits for the chat message `text` and returns its payload.
+async fn say_seen(client: &mut Client, text: &str) -> Value {
     loop {
         let frame = client.recv_frame().await;
         if frame["action"] == "room_notification"
@@ -69,6 +74,15 @@ async fn say(client: &mut Client, text: &str) -> Value {
             return frame["payload"].clone();
         }
     }
+}
+
+/// Two service processes on `redis`, with `ada` on the first and `bob` on the second in `room`.
+async fn fleet_of_two(redis: &RedisServer, room: &str) -> (TestServer, TestServer, Client, Client) {
+    let one = TestServer::start(Layer::PubSub(redis.url())).await;
+    let two = TestServer::start(Layer::PubSub(redis.url())).await;
+    let ada = named(&one, room, "ada").await;
+    let bob = named(&two, room, "bob").await;
+    (one, two, ada, bob)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,10 +269,7 @@ async fn bad_requests_get_error_frames_and_the_connection_stays_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_presence_and_history_and_a_flush_changes_the_epoch() {
     let redis = RedisServer::start().await.unwrap();
-    let one = TestServer::start(Layer::PubSub(redis.url())).await;
-    let two = TestServer::start(Layer::PubSub(redis.url())).await;
-    let mut ada = named(&one, "fleet", "ada").await;
-    let mut bob = named(&two, "fleet", "bob").await;
+    let (_one, _two, mut ada, mut bob) = fleet_of_two(&redis, "fleet").await;
     for c in [&mut ada, &mut bob] {
         let p = presence(c).await;
         assert_eq!(names(&p), vec![json!("ada"), json!("bob")], "{p}");
@@ -364,10 +375,7 @@ async fn calls(redis: &RedisServer, command: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_command_per_chat_message_and_a_broken_history_still_chats() {
     let redis = RedisServer::start().await.unwrap();
-    let one = TestServer::start(Layer::PubSub(redis.url())).await;
-    let two = TestServer::start(Layer::PubSub(redis.url())).await;
-    let mut ada = named(&one, "stamped", "ada").await;
-    let mut bob = named(&two, "stamped", "bob").await;
+    let (one, two, mut ada, mut bob) = fleet_of_two(&redis, "stamped").await;
     let (evals, evalshas) = (calls(&redis, "eval").await, calls(&redis, "evalsha").await);
     let mut offsets = Vec::new();
     for i in 0..5 {
@@ -415,18 +423,6 @@ async fn one_command_per_chat_message_and_a_broken_history_still_chats() {
     // The other room is untouched.
     let next = say(&mut ada, "n6").await;
     assert_eq!(next["offset"], 7);
-}
-
-/// Waits for the chat message `text` (sent by someone else) and returns its payload.
-async fn say_seen(client: &mut Client, text: &str) -> Value {
-    loop {
-        let frame = client.recv_frame().await;
-        if frame["action"] == "room_notification"
-            && frame["payload"]["message"] == format!("💬 {text}")
-        {
-            return frame["payload"].clone();
-        }
-    }
 }
 
 fn hex_of(text: &str) -> String {
