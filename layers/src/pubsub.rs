@@ -182,8 +182,6 @@ struct Publish {
     kind: PublishKind,
     /// Publish through this script instead of a bare `PUBLISH` (see [`ScriptedSend`]).
     script: Option<Box<ScriptedSend>>,
-    /// Send the script's source (`EVAL`) rather than its hash: Redis answered `NOSCRIPT`.
-    with_source: bool,
     /// When the sender handed it over: a message that waited longer than the command timeout
     /// (Redis hung, the queue behind a stalled pipeline) is dropped as expired instead of being
     /// published late, so no chat line arrives seconds later as if it were live.
@@ -320,7 +318,6 @@ impl RedisPubSubLayer {
             payload: message.to_msgpack()?,
             kind,
             script: script.map(Box::new),
-            with_source: false,
             queued_at: tokio::time::Instant::now(),
         };
         let limit = self.shared.settings.connection.command_timeout;
@@ -329,6 +326,25 @@ impl RedisPubSubLayer {
             Ok(Err(_)) => Err(LayerError::Closed),
             Err(_) => Err(host.redis.unavailable("publish queue full")),
         }
+    }
+
+    /// A `group_send`, plain or through a script.
+    async fn broadcast(
+        &self,
+        group: &Group,
+        message: &Message,
+        script: Option<ScriptedSend>,
+    ) -> Result<(), LayerError> {
+        self.shared.core.lifecycle.check_open()?;
+        self.publish(
+            self.shared.group_channel(group),
+            message,
+            PublishKind::Broadcast,
+            script,
+        )
+        .await?;
+        self.shared.core.count_group_sent();
+        Ok(())
     }
 }
 
@@ -705,7 +721,6 @@ async fn run_subscriber(shared: Arc<Shared>, index: usize, dispatch: mpsc::Sende
                         payload: Bytes::copy_from_slice(&probe_seq.to_be_bytes()),
                         kind: PublishKind::Probe,
                         script: None,
-                        with_source: false,
                         queued_at: tokio::time::Instant::now(),
                     };
                     // Never wait here (the stream must keep draining). A publish queue that is
@@ -838,12 +853,7 @@ async fn write_batch(shared: &Shared, index: usize, batch: &mut Vec<Publish>) ->
     pipeline.ignore_errors();
     for publish in batch.iter() {
         match &publish.script {
-            Some(script) => script.append_to(
-                &mut pipeline,
-                &publish.channel,
-                &publish.payload,
-                publish.with_source,
-            ),
+            Some(script) => script.append_to(&mut pipeline, &publish.channel, &publish.payload),
             None => {
                 pipeline
                     .cmd("PUBLISH")
@@ -890,7 +900,7 @@ async fn write_batch(shared: &Shared, index: usize, batch: &mut Vec<Publish>) ->
         }
     };
     let mut again = Vec::new();
-    for (publish, reply) in batch.drain(..).zip(replies) {
+    for (mut publish, reply) in batch.drain(..).zip(replies) {
         let error = match reply {
             redis::Value::Int(receivers) => {
                 shared.published(&publish, receivers);
@@ -903,19 +913,18 @@ async fn write_batch(shared: &Shared, index: usize, batch: &mut Vec<Publish>) ->
                 continue;
             }
         };
-        if publish.script.is_some()
-            && !publish.with_source
-            && error.kind() == Some(redis::ServerErrorKind::NoScript)
-        {
+        let lost_script = publish
+            .script
+            .as_mut()
+            .filter(|s| !s.with_source && error.kind() == Some(redis::ServerErrorKind::NoScript));
+        if let Some(script) = lost_script {
             tracing::debug!(
                 layer = KIND,
                 host = host.name,
                 "Redis lost the publish script; sending its source"
             );
-            again.push(Publish {
-                with_source: true,
-                ..publish
-            });
+            script.with_source = true;
+            again.push(publish);
             continue;
         }
         let fallback = publish.script.as_ref().and_then(|s| s.fallback.clone());
@@ -932,7 +941,6 @@ async fn write_batch(shared: &Shared, index: usize, batch: &mut Vec<Publish>) ->
             Some(payload) => again.push(Publish {
                 payload,
                 script: None,
-                with_source: false,
                 ..publish
             }),
             None if publish.kind == PublishKind::Probe => {}
@@ -1047,16 +1055,7 @@ impl ChannelLayer for RedisPubSubLayer {
     }
 
     async fn group_send(&self, group: &Group, message: Message) -> Result<(), LayerError> {
-        self.shared.core.lifecycle.check_open()?;
-        self.publish(
-            self.shared.group_channel(group),
-            &message,
-            PublishKind::Broadcast,
-            None,
-        )
-        .await?;
-        self.shared.core.count_group_sent();
-        Ok(())
+        self.broadcast(group, &message, None).await
     }
 
     fn script_server(&self, group: &Group) -> Option<&str> {
@@ -1071,16 +1070,7 @@ impl ChannelLayer for RedisPubSubLayer {
         message: Message,
         script: ScriptedSend,
     ) -> Result<(), LayerError> {
-        self.shared.core.lifecycle.check_open()?;
-        self.publish(
-            self.shared.group_channel(group),
-            &message,
-            PublishKind::Broadcast,
-            Some(script),
-        )
-        .await?;
-        self.shared.core.count_group_sent();
-        Ok(())
+        self.broadcast(group, &message, Some(script)).await
     }
 
     async fn flush(&self) -> Result<(), LayerError> {

@@ -65,6 +65,8 @@ pub struct ScriptedSend {
     pub(crate) keys: Vec<Bytes>,
     pub(crate) args: Vec<Bytes>,
     pub(crate) fallback: Option<Bytes>,
+    /// Send the source (`EVAL`) rather than the hash: Redis answered `NOSCRIPT`.
+    pub(crate) with_source: bool,
 }
 
 impl ScriptedSend {
@@ -76,6 +78,7 @@ impl ScriptedSend {
             keys: Vec::with_capacity(keys),
             args: Vec::with_capacity(args),
             fallback: None,
+            with_source: false,
         }
     }
 
@@ -97,16 +100,10 @@ impl ScriptedSend {
         self
     }
 
-    /// Appends the `EVALSHA` (or, with `source`, the `EVAL`) of this script for one message to
-    /// `pipeline`.
-    pub(crate) fn append_to(
-        &self,
-        pipeline: &mut redis::Pipeline,
-        channel: &str,
-        payload: &[u8],
-        source: bool,
-    ) {
-        if source {
+    /// Appends the `EVALSHA` (or, after `NOSCRIPT`, the `EVAL`) of this script for one message
+    /// to `pipeline`.
+    pub(crate) fn append_to(&self, pipeline: &mut redis::Pipeline, channel: &str, payload: &[u8]) {
+        if self.with_source {
             pipeline.cmd("EVAL").arg(self.script.source);
         } else {
             pipeline.cmd("EVALSHA").arg(&self.script.sha);
