@@ -275,6 +275,10 @@ pub struct RoomChatConsumer {
     store: Arc<dyn RoomStore>,
     /// Whether chat messages are stamped and kept (`HISTORY_SIZE` > 0).
     history_on: bool,
+    /// Whether this room's chat messages are appended inside their broadcast's publish (the
+    /// store's server carries the room's group; see `rooms::stamp`): known from the first chat
+    /// message on, since neither the store nor the layer's ring changes.
+    append_in_publish: OnceLock<bool>,
     max_history_limit: usize,
     max_presence_members: usize,
     queries: Mutex<QueryBucket>,
@@ -302,6 +306,7 @@ impl RoomChatConsumer {
             },
             store: settings.store(),
             history_on: settings.history_size > 0,
+            append_in_publish: OnceLock::new(),
             max_history_limit: settings.max_history_limit,
             max_presence_members: settings.max_presence_members,
             queries: Mutex::new(QueryBucket::new(
@@ -520,10 +525,11 @@ impl Handler<Connection<Outgoing>> for RoomChatConsumer {
         // the store lives on the server that carries the room's group, the append rides inside
         // the broadcast's own publish (one Redis command, nothing awaited here; see
         // `rooms::stamp`); otherwise it is a separate call made before the broadcast.
-        if self.history_on
-            && self.store.script_server().is_some()
-            && self.store.script_server() == conn.script_server(&self.group)
-        {
+        let append_in_publish = *self.append_in_publish.get_or_init(|| {
+            let store = self.store.script_server();
+            store.is_some() && store == conn.script_server(&self.group)
+        });
+        if self.history_on && append_in_publish {
             let mut payload = self.payload(text.clone());
             payload.offset = Some(stamp::OFFSET_PLACEHOLDER);
             payload.epoch = Some(stamp::EPOCH_PLACEHOLDER.to_owned());
