@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::decode::{self, Loc};
-use crate::report::{error_frame_with, failure_detail, ErrorItem};
+use crate::report::{detail_frame_with, error_frame_with, failure_detail, ErrorItem};
 
 /// `ref` and `version`, when present.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,17 +147,7 @@ pub fn rejection_reply(errors: &[ErrorItem], reply: &Envelope) -> String {
 /// The `error` frame for a failed handler (as [`failure_frame`](crate::failure_frame)), echoing
 /// the request's `ref` (`reply`, from [`Dispatched::Failed`]).
 pub fn failure_reply(action: &str, reply: &Envelope) -> String {
-    /// `{"detail": ...}`.
-    #[derive(Serialize)]
-    struct Detail {
-        detail: String,
-    }
-    error_frame_with(
-        &Detail {
-            detail: failure_detail(action),
-        },
-        reply,
-    )
+    detail_frame_with(&failure_detail(action), reply)
 }
 
 #[cfg(test)]

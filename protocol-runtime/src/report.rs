@@ -55,12 +55,17 @@ pub fn failure_frame(action: &str) -> String {
 /// An `error` frame whose payload is `{"detail": detail}`: the shape of a handler failure,
 /// also used to tell a client about a limit it reached.
 pub fn detail_frame(detail: &str) -> String {
+    detail_frame_with(detail, &NoEnvelope {})
+}
+
+/// [`detail_frame`] with `envelope`'s keys flattened into the frame (see [`error_frame_with`]).
+pub(crate) fn detail_frame_with<E: Serialize>(detail: &str, envelope: &E) -> String {
     /// `{"detail": ...}`.
     #[derive(Serialize)]
     struct Detail<'a> {
         detail: &'a str,
     }
-    error_frame(&Detail { detail })
+    error_frame_with(&Detail { detail }, envelope)
 }
 
 fn error_frame<P: Serialize + ?Sized>(payload: &P) -> String {
