@@ -248,11 +248,7 @@ impl RedisServer {
 
     async fn spawn(&mut self) -> io::Result<()> {
         let mut child = Command::new(&self.program)
-            .arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
+            .args(server_args(self.port, self.dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -321,6 +317,26 @@ fn redis_server_program() -> PathBuf {
 /// How long [`command`] waits to connect, and then for the reply.
 const COMMAND_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const COMMAND_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The arguments every fixture's `redis-server` starts with: `port` on the loopback only, no
+/// persistence (nothing written but into `dir`), so a test's servers are private and leave
+/// nothing behind. Topologies add their own (`--cluster-enabled`, `--replicaof`).
+pub(crate) fn server_args(port: u16, dir: &Path) -> Vec<String> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &dir.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
 
 /// Sends one command to the server on `127.0.0.1:port` on a fresh connection (500 ms to
 /// connect, 1 s for the reply): for topology checks and admin commands (`CLUSTER NODES`,

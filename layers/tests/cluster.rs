@@ -40,11 +40,6 @@ use room_chat_layers::{ChannelLayer, DropReason, Group, Inbox, LayerHealth};
 use serde_json::json;
 use support::{group, init_tracing, msg};
 
-/// One command on a fresh connection, `None` on any failure.
-async fn query(port: u16, args: &[&str]) -> Option<redis::Value> {
-    command(port, args).await.ok()
-}
-
 /// The slot a (tagged) Redis channel of the Cluster layer lives in.
 fn slot_of_channel(channel: &str) -> u16 {
     let tag = channel.trim_start_matches('{').split('}').next().unwrap();
@@ -250,8 +245,9 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
     let began = Instant::now();
     let mut cluster = RedisCluster::start().await.unwrap();
     eprintln!("cluster ready in {:?}", began.elapsed());
+    // A second process's layer, on the same cluster.
+    let peer = layer(&cluster);
     let layer = layer(&cluster);
-    let peer = layer_peer(&cluster);
     let mut inbox = layer.new_channel().await.unwrap();
     layer.group_add(&group("room"), inbox.name()).await.unwrap();
     let mut peer_inbox = peer.new_channel().await.unwrap();
@@ -317,7 +313,10 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
     // 4. kill -9 of the master holding the subscription.
     let victim = cluster.owner(slot).await.unwrap();
     for node in cluster.nodes().await {
-        let channels = format!("{:?}", query(node.port, &["PUBSUB", "SHARDCHANNELS"]).await);
+        let channels = format!(
+            "{:?}",
+            command(node.port, &["PUBSUB", "SHARDCHANNELS"]).await.ok()
+        );
         eprintln!(
             "node {} master={} owner={}: holds our subscription: {}",
             node.port,
@@ -450,10 +449,8 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
     one.close_all().await.unwrap();
     two.close_all().await.unwrap();
     for port in &live {
-        let keys: Vec<String> = query(*port, &["KEYS", "queue*"])
-            .await
-            .and_then(|v| redis::from_redis_value(v).ok())
-            .expect("KEYS answers");
+        let keys: Vec<String> =
+            redis::from_redis_value(command(*port, &["KEYS", "queue*"]).await.unwrap()).unwrap();
         assert!(keys.is_empty(), "left behind on {port}: {keys:?}");
     }
 
@@ -464,19 +461,14 @@ async fn cluster_sharded_pubsub_survives_migration_failover_and_crash() {
     assert_eq!(layer.background_tasks(), 0);
     // Nothing of ours stays subscribed anywhere.
     for port in &live {
-        let channels: Vec<String> = query(*port, &["PUBSUB", "SHARDCHANNELS"])
-            .await
-            .and_then(|v| redis::from_redis_value(v).ok())
-            .expect("PUBSUB answers");
+        let channels: Vec<String> =
+            redis::from_redis_value(command(*port, &["PUBSUB", "SHARDCHANNELS"]).await.unwrap())
+                .unwrap();
         assert!(
             channels.is_empty(),
             "left subscribed on {port}: {channels:?}"
         );
     }
-}
-
-fn layer_peer(cluster: &RedisCluster) -> Arc<RedisClusterPubSubLayer> {
-    layer(cluster)
 }
 
 /// Slack on top of the detection bound a frozen node is held to: the health watch, the

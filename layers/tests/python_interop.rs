@@ -17,11 +17,44 @@ use std::time::Duration;
 
 use room_chat_layers::pubsub::{PubSubSettings, RedisPubSubLayer};
 use room_chat_layers::queue::{QueueSettings, RedisQueueLayer};
-use room_chat_layers::testing::RedisServer;
+use room_chat_layers::testing::{command, RedisServer};
 use room_chat_layers::ChannelLayer;
 use serde_json::json;
 use support::{eventually, group, init_tracing, msg, python, recv, INTEROP_SCRIPT};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+
+/// Starts the Python side receiving `count` messages on `group`, and waits for its `READY`
+/// line; returns the process, its output and the rest of that line (its channel's name).
+async fn python_receiver(
+    kind: &str,
+    urls: &str,
+    prefix: &str,
+    group: &str,
+    count: &str,
+) -> (Child, Lines, String) {
+    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let mut child = tokio::process::Command::new(python)
+        .arg(INTEROP_SCRIPT)
+        .args([kind, urls, prefix, "receive", group, count])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = next_line(&mut lines).await;
+    let channel = ready.strip_prefix("READY ").expect("READY line").to_owned();
+    (child, lines, channel)
+}
+
+/// The subscribers Redis counts for `channel` (any text: sent as a real argument).
+async fn subscribers(redis: &RedisServer, channel: &str) -> i64 {
+    let reply = command(redis.port(), &["PUBSUB", "NUMSUB", channel])
+        .await
+        .unwrap();
+    let counts: Vec<(String, i64)> = redis::from_redis_value(reply).unwrap();
+    counts.first().map_or(0, |(_, n)| *n)
+}
 
 async fn run_python(kind: &str, url: &str, prefix: &str, args: [&str; 3]) {
     let python = tokio::task::spawn_blocking(python).await.unwrap();
@@ -121,26 +154,13 @@ async fn rust_to_python(
     layer: Arc<dyn ChannelLayer>,
     prefix: &str,
 ) {
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let mut child = tokio::process::Command::new(python)
-        .arg(INTEROP_SCRIPT)
-        .args([kind, &urls(servers), prefix, "receive", "interop", "2"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = next_line(&mut lines).await;
-    let channel = ready.strip_prefix("READY ").expect("READY line").to_owned();
+    let (mut child, mut lines, channel) =
+        python_receiver(kind, &urls(servers), prefix, "interop", "2").await;
     if kind == "pubsub" {
         // redis-py sends SUBSCRIBE without waiting for its confirmation: wait until Redis has it.
         let group_channel = format!("{prefix}__group__interop");
         eventually("python subscribed", || async {
-            let reply = servers[0]
-                .raw_command(&format!("PUBSUB NUMSUB {group_channel}"))
-                .await
-                .unwrap();
-            !reply.ends_with(":0\r\n")
+            subscribers(&servers[0], &group_channel).await > 0
         })
         .await;
     }
@@ -258,34 +278,12 @@ async fn pubsub_group_of_any_text_meets_python_both_ways() {
     .await;
     assert_eq!(*recv(&mut inbox).await.as_map(), *sent.as_object().unwrap());
 
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let mut child = tokio::process::Command::new(python)
-        .arg(INTEROP_SCRIPT)
-        .args(["pubsub", &redis.url(), "chat", "receive", text, "1"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    next_line(&mut lines).await;
+    let (mut child, mut lines, _) =
+        python_receiver("pubsub", &redis.url(), "chat", text, "1").await;
     // Two subscribers of the raw channel once Python's SUBSCRIBE is in: ours and Python's.
-    let conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     let channel = format!("chat__group__{text}");
-    eventually("python subscribed", || {
-        let (mut conn, channel) = (conn.clone(), channel.clone());
-        async move {
-            let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(&channel)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            counts.first().is_some_and(|(_, n)| *n == 2)
-        }
+    eventually("python subscribed", || async {
+        subscribers(&redis, &channel).await == 2
     })
     .await;
     let sent = broadcast("rust");

@@ -62,14 +62,6 @@ impl ClusterNode {
         self.slots.iter().any(|range| range.contains(&slot))
     }
 
-    /// The number of slots it serves.
-    pub fn slot_count(&self) -> usize {
-        self.slots
-            .iter()
-            .map(|r| usize::from(r.end() - r.start()) + 1)
-            .sum()
-    }
-
     fn parse(line: &str) -> Option<Self> {
         let fields: Vec<&str> = line.split(' ').collect();
         let port = fields
@@ -112,8 +104,8 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     /// Starts six nodes (`redis-server` from `PATH` or `$REDIS_SERVER`), creates the cluster
-    /// with `redis-cli --cluster create … --cluster-replicas 1` and waits until every node says
-    /// `cluster_state:ok` and three masters each have a replica. A missing `redis-server` or
+    /// with `redis-cli --cluster create … --cluster-replicas 1` and waits until it is healthy
+    /// (see [`Self::wait_healthy`]). A missing `redis-server` or
     /// `redis-cli` is an error.
     pub async fn start() -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
@@ -123,29 +115,20 @@ impl RedisCluster {
             let (port, bus) = (free_port()?, free_port()?);
             let node_dir = dir.path().join(port.to_string());
             std::fs::create_dir_all(&node_dir)?;
-            let mut args: Vec<String> = [
-                "--port",
-                &port.to_string(),
-                "--cluster-port",
-                &bus.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                &NODE_TIMEOUT.as_millis().to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-            args.push(node_dir.display().to_string());
+            let mut args = super::server_args(port, &node_dir);
+            args.extend(
+                [
+                    "--cluster-port",
+                    &bus.to_string(),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    &NODE_TIMEOUT.as_millis().to_string(),
+                ]
+                .map(str::to_owned),
+            );
             nodes.push(Process::spawn(program.clone(), port, args)?);
         }
         for node in &nodes {
@@ -187,8 +170,7 @@ impl RedisCluster {
     pub async fn wait_healthy(&self) -> io::Result<()> {
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
-            let problem = self.unhealthy().await;
-            let Some(problem) = problem else {
+            let Some(problem) = self.unhealthy().await else {
                 return Ok(());
             };
             if tokio::time::Instant::now() >= deadline {

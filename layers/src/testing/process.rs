@@ -68,7 +68,7 @@ impl Process {
 
     /// Sends `signal` (`-STOP`, `-CONT`) with `kill(1)`.
     pub(crate) async fn signal(&self, signal: &str) -> io::Result<()> {
-        let pid = self.child.as_ref().map(Child::id).ok_or_else(|| {
+        let pid = self.pid().ok_or_else(|| {
             io::Error::other(format!("server on port {} is not running", self.port))
         })?;
         super::send_signal(pid, signal).await
@@ -77,10 +77,7 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            // A frozen process ignores nothing but SIGKILL, which is what `kill` sends.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // A frozen process ignores nothing but SIGKILL, which is what `kill` sends.
+        self.kill();
     }
 }

@@ -57,21 +57,7 @@ pub struct SentinelGroup {
 fn server_args(port: u16, dir: &Path, replica_of: Option<u16>) -> io::Result<Vec<String>> {
     let dir = dir.join(format!("server-{port}"));
     std::fs::create_dir_all(&dir)?;
-    let mut args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.push(dir.display().to_string());
+    let mut args = super::server_args(port, &dir);
     if let Some(master) = replica_of {
         args.extend([
             "--replicaof".to_owned(),
@@ -151,11 +137,6 @@ impl SentinelGroup {
         self.sentinels.iter().map(|s| s.port).collect()
     }
 
-    /// The data servers' ports (master and replica, in no particular order).
-    pub fn server_ports(&self) -> Vec<u16> {
-        self.servers.iter().map(|s| s.port).collect()
-    }
-
     /// Waits until every sentinel agrees on the master and sees a quorum, and the master has
     /// a replica in sync that the sentinels know (so a failover can happen).
     pub async fn wait_ready(&self) -> io::Result<()> {
@@ -224,8 +205,13 @@ impl SentinelGroup {
     }
 
     /// Subscribes to `+switch-master` on sentinel `index` (0-2) and returns a task that ends
-    /// when the next one arrives, with the time it did. Subscribe *before* causing the failover.
-    pub async fn switch_announced(&self, index: usize) -> io::Result<JoinHandle<Instant>> {
+    /// when the next one arrives, with the time it did, or with an error if the sentinel's
+    /// connection closed first (so no test times a failover by a dropped connection).
+    /// Subscribe *before* causing the failover.
+    pub async fn switch_announced(
+        &self,
+        index: usize,
+    ) -> io::Result<JoinHandle<io::Result<Instant>>> {
         let port = self
             .sentinels
             .get(index)
@@ -241,8 +227,12 @@ impl SentinelGroup {
         Ok(tokio::spawn(async move {
             use futures_util::StreamExt;
             let mut stream = pubsub.into_on_message();
-            let _ = stream.next().await;
-            Instant::now()
+            match stream.next().await {
+                Some(_) => Ok(Instant::now()),
+                None => Err(io::Error::other(format!(
+                    "sentinel on port {port} closed before announcing +switch-master"
+                ))),
+            }
         }))
     }
 
@@ -256,16 +246,6 @@ impl SentinelGroup {
     /// comes back as an empty standalone master until Sentinel converts it to a replica.
     pub fn restart_server(&mut self, port: u16) -> io::Result<()> {
         self.server(port)?.start()
-    }
-
-    /// SIGSTOP of the data server on `port`. Undo with [`Self::thaw_server`].
-    pub async fn freeze_server(&mut self, port: u16) -> io::Result<()> {
-        self.server(port)?.signal("-STOP").await
-    }
-
-    /// SIGCONT of a frozen data server.
-    pub async fn thaw_server(&mut self, port: u16) -> io::Result<()> {
-        self.server(port)?.signal("-CONT").await
     }
 
     fn server(&mut self, port: u16) -> io::Result<&mut Process> {

@@ -290,16 +290,6 @@ pub const INTEROP_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyt
 /// The python of a venv with `fast-channels[redis]==1.1.0`, created once under the target
 /// directory (`$CARGO_TARGET_TMPDIR/py-interop-venv`); tests of one binary run in parallel.
 pub fn python() -> std::path::PathBuf {
-    use std::path::PathBuf;
-    use std::sync::Mutex;
-    static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut venv = VENV
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(python) = venv.as_ref() {
-        return python.clone();
-    }
-    let python = pinned_venv("py-interop-venv", "fast-channels[redis]==1.1.0");
-    *venv = Some(python.clone());
-    python
+    // `python_venv` builds it once (one builder at a time, then a stamp check).
+    pinned_venv("py-interop-venv", "fast-channels[redis]==1.1.0")
 }
