@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use room_chat::rooms::{now_ms, MemberEntry, RedisStore, Retention, RoomStore, Stamp};
+use room_chat_e2e::room_key;
 use room_chat_layers::cluster::slot_of_tag;
 use room_chat_layers::hosts::ConnectionSettings;
 use room_chat_layers::testing::cluster::RedisCluster;
@@ -182,7 +183,7 @@ async fn on_a_sentinel_group_the_store_follows_a_failover() {
     // switch is lost with it (the README says so). The stores follow `+switch-master`; half a
     // second after the announcement both write to the new master: the next offsets follow on,
     // in the same epoch, and land there.
-    let switched = announced.await.unwrap();
+    let switched = announced.await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let a = append_eventually(&one, "lobby", "💬 11", Duration::from_secs(10)).await;
     let b = append_eventually(&two, "lobby", "💬 12", Duration::from_secs(10)).await;
@@ -193,7 +194,7 @@ async fn on_a_sentinel_group_the_store_follows_a_failover() {
     );
     let new_master = group.master_port().await.unwrap();
     assert_ne!(new_master, old_master);
-    let meta = format!("room-chat:{{{}}}:meta", hex::encode("lobby"));
+    let meta = room_key("lobby", "meta");
     let seq = command(new_master, &["HGET", &meta, "seq"]).await.unwrap();
     assert_eq!(
         redis::from_redis_value::<u64>(seq).unwrap(),

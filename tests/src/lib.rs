@@ -92,7 +92,17 @@ impl TestServer {
     /// finished its connect hook (group joined, join notice published): frames are handled only
     /// after it, so the answer to a ping proves it.
     pub async fn join(&self, room: &str) -> Client {
-        let mut client = Client::connect(&self.room_url(&encode(room))).await;
+        self.join_with(room, None).await
+    }
+
+    /// [`Self::join`] as the display name `name` (`?name=`, percent-encoded here), or
+    /// anonymously for `None`.
+    pub async fn join_with(&self, room: &str, name: Option<&str>) -> Client {
+        let mut url = self.room_url(&encode(room));
+        if let Some(name) = name {
+            url = format!("{url}?name={}", encode(name));
+        }
+        let mut client = Client::connect(&url).await;
         client.sync().await;
         client
     }
@@ -113,6 +123,13 @@ impl TestServer {
     pub async fn get(&self, path: &str) -> (u16, String) {
         http_get(self.addr(), path).await
     }
+}
+
+/// The Redis key the service keeps `what` (`meta`, `log`, `presence`) of `room` under:
+/// `room-chat:{<hex of the name>}:<what>`, as the README documents it.
+pub fn room_key(room: &str, what: &str) -> String {
+    let hex: String = room.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("room-chat:{{{hex}}}:{what}")
 }
 
 /// Percent-encodes a path segment.

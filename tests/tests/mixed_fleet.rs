@@ -149,17 +149,6 @@ fn tutorial_part(frame: &Value) -> Value {
     )
 }
 
-/// Connects to a room-chat node as `name` (anonymous when `None`), after its connect hook ran.
-async fn rust_join(server: &TestServer, room: &str, name: Option<&str>) -> Client {
-    let url = match name {
-        Some(name) => format!("{}?name={}", server.room_url(&encode(room)), encode(name)),
-        None => server.room_url(&encode(room)),
-    };
-    let mut client = Client::connect(&url).await;
-    client.sync().await;
-    client
-}
-
 /// Reads frames until one whose message is `message`; panics on anything else first.
 async fn expect_notice(client: &mut Client, message: &str) -> Value {
     let frame = client.recv_frame().await;
@@ -175,6 +164,10 @@ fn assert_ours(frame: &Value, message: &str, room: &str, sender: Option<&str>, c
     if chat {
         assert!(frame["payload"]["offset"].is_u64(), "{frame}");
         assert!(frame["payload"]["epoch"].is_string(), "{frame}");
+    } else {
+        // Join and leave notices have no place in history.
+        assert_eq!(frame["payload"]["offset"], Value::Null, "{frame}");
+        assert_eq!(frame["payload"]["epoch"], Value::Null, "{frame}");
     }
 }
 
@@ -239,7 +232,7 @@ async fn notices_cross_both_ways_and_rooms_stay_isolated(fleet: &Fleet) {
     // The other room, with a member on each node that hears the other (so its silence below
     // means isolation, not a broken room).
     let mut other_py = python.join_settled("elsewhere").await;
-    let mut other_rust = rust_join(rust, "elsewhere", Some("eve")).await;
+    let mut other_rust = rust.join_with("elsewhere", Some("eve")).await;
     let joined_other = expect_notice(&mut other_py, "🚪 Someone joined room 'elsewhere'").await;
     assert_ours(
         &joined_other,
@@ -250,7 +243,7 @@ async fn notices_cross_both_ways_and_rooms_stay_isolated(fleet: &Fleet) {
     );
 
     let mut py1 = python.join_settled(room).await;
-    let mut ada = rust_join(rust, room, Some("ada")).await;
+    let mut ada = rust.join_with(room, Some("ada")).await;
     // Ours reaches the Python client with the extra fields, the text the tutorial's.
     let joined = expect_notice(&mut py1, "🚪 Someone joined room 'mixed'").await;
     assert_ours(
@@ -323,7 +316,7 @@ async fn notices_cross_both_ways_and_rooms_stay_isolated(fleet: &Fleet) {
 async fn ping_works_on_both_nodes(fleet: &Fleet) {
     // A room each, so neither hears the other's join notice.
     let mut py = fleet.python.join("pings-python").await;
-    let mut ours = rust_join(&fleet.rust, "pings-rust", None).await;
+    let mut ours = fleet.rust.join_with("pings-rust", None).await;
     for c in [&mut py, &mut ours] {
         c.send_text(r#"{"action":"ping"}"#).await;
         assert_eq!(
@@ -345,13 +338,13 @@ async fn presence_and_history_stay_on_the_rust_side(fleet: &Fleet) {
     let room = "records";
     let Fleet { rust, python, .. } = fleet;
     let mut py = python.join_settled(room).await;
-    let mut ada = rust_join(rust, room, Some("ada")).await;
+    let mut ada = rust.join_with(room, Some("ada")).await;
     expect_notice(&mut py, "🚪 Someone joined room 'records'").await;
     // Ada's own join notice has been through Redis before Bob joins, so Bob cannot see it.
     ada.chat("(settled)").await;
     expect_notice(&mut ada, "💬 (settled)").await;
     expect_notice(&mut py, "💬 (settled)").await;
-    let mut bob = rust_join(rust, room, Some("bob")).await;
+    let mut bob = rust.join_with(room, Some("bob")).await;
     expect_notice(&mut py, "🚪 Someone joined room 'records'").await;
     expect_notice(&mut ada, "🚪 Someone joined room 'records'").await;
 
@@ -431,7 +424,7 @@ async fn rooms_named_by_any_text_are_shared(fleet: &Fleet) {
     let room = "café au lait";
     let Fleet { rust, python, .. } = fleet;
     let mut py1 = python.join_settled(room).await;
-    let mut ada = rust_join(rust, room, Some("ada")).await;
+    let mut ada = rust.join_with(room, Some("ada")).await;
     let joined = format!("🚪 Someone joined room '{room}'");
     let seen = expect_notice(&mut py1, &joined).await;
     assert_ours(&seen, &joined, room, Some("ada"), false);
@@ -460,13 +453,17 @@ async fn generated_client_copes_with_notices_without_offsets(fleet: &Fleet) {
         node_modules.is_dir(),
         "the Node packages are missing: run `make node-deps` (npm ci)"
     );
-    let output = tokio::process::Command::new("node")
+    let run = tokio::process::Command::new("node")
         .arg(CLIENT_SCRIPT)
         .arg(format!("http://{}", fleet.rust.addr()))
         .arg(format!("ws://127.0.0.1:{}", fleet.python.port))
         .stdin(Stdio::null())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    // Its own steps wait a few seconds at most; a hung script fails the test, killed.
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
         .await
+        .expect("the client script finished within 2 minutes")
         .expect("node runs (install Node.js 20 or later)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -569,6 +569,7 @@ async fn two_processes_share_a_room_through_sentinel_failovers() {
                 .await
                 .unwrap()
                 .unwrap()
+                .unwrap()
         },
     )
     .await;

@@ -15,7 +15,11 @@ def setup_layers(force: bool = False) -> None:
     """Registers the layers once, on the Redis at `REDIS_URL`."""
     if has_layers() and not force:
         return
-    redis_url = os.environ.get("REDIS_URL", "redis://localhost:6379")
+    # The tutorial falls back to localhost:6379; a test node must never touch a Redis it was
+    # not given, so a missing REDIS_URL is an error here.
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        raise RuntimeError("REDIS_URL is not set: the tutorial node needs the test's own Redis")
     hosts = [redis_url]
     layers = {
         "memory": InMemoryChannelLayer(),
