@@ -6,25 +6,15 @@
 // Node 20 has no global WebSocket, so the client is given the `ws` package's.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { WebSocket, WebSocketServer } from "ws";
-import { cuttableProxy, startServer } from "./server.mjs";
+import { cuttableProxy, loadClient, startServer, until } from "./server.mjs";
 
 let server;
 let client; // the module
 
 before(async () => {
   server = await startServer();
-  const response = await fetch(`${server.base}/asyncapi/client.js`);
-  assert.equal(response.status, 200);
-  assert.match(response.headers.get("content-type"), /^text\/javascript/);
-  const dir = await mkdtemp(path.join(os.tmpdir(), "room-chat-client-"));
-  const file = path.join(dir, "client.mjs");
-  await writeFile(file, await response.text());
-  client = await import(pathToFileURL(file).href);
+  client = await loadClient(server.base);
 });
 
 after(async () => {
@@ -276,13 +266,6 @@ test("after a reconnect the client delivers every missed message exactly once, i
   const send = (text) => {
     sent.push(`💬 ${text}`);
     writer.sendRoomChat({ message: text });
-  };
-  const until = async (check, what) => {
-    const deadline = Date.now() + 10000;
-    while (!check()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
   };
   try {
     send("before");

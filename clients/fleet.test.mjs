@@ -9,12 +9,8 @@
 // Needs `redis-server` (or $REDIS_SERVER).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { WebSocket } from "ws";
-import { cuttableProxy, startRedis, startServer } from "./server.mjs";
+import { cuttableProxy, loadClient, startRedis, startServer, until } from "./server.mjs";
 
 let redis;
 let one;
@@ -25,12 +21,7 @@ before(async () => {
   redis = await startRedis();
   one = await startServer({ redisUrl: redis.url });
   two = await startServer({ redisUrl: redis.url });
-  const response = await fetch(`${one.base}/asyncapi/client.js`);
-  assert.equal(response.status, 200);
-  const dir = await mkdtemp(path.join(os.tmpdir(), "room-chat-fleet-"));
-  const file = path.join(dir, "client.mjs");
-  await writeFile(file, await response.text());
-  client = await import(pathToFileURL(file).href);
+  client = await loadClient(one.base);
 });
 
 after(async () => {
@@ -38,14 +29,6 @@ after(async () => {
   await two?.stop();
   redis?.stop();
 });
-
-async function until(check, what) {
-  const deadline = Date.now() + 10000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 test("a reader on one process recovers what was sent through the other, and is told when Redis lost it", async () => {
   const proxy = await cuttableProxy(two.port);

@@ -3,11 +3,14 @@
 // The binary is `$ROOM_CHAT_BIN`, or `debug/room-chat` under `$CARGO_TARGET_DIR` (default
 // `target`): `make test` builds it first with `cargo build -p room-chat`. It listens on a free
 // loopback port (`--port 0`) and its log line `listening on http://ADDR` says which.
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -154,4 +157,31 @@ export async function startRedis() {
       child.kill("SIGKILL");
     },
   };
+}
+
+/**
+ * Fetches the generated client a node serves at `${base}/asyncapi/client.js` and imports it as
+ * an application would (from a file of its own, removed once loaded).
+ */
+export async function loadClient(base) {
+  const response = await fetch(`${base}/asyncapi/client.js`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("content-type"), /^text\/javascript/);
+  const dir = await mkdtemp(path.join(os.tmpdir(), "room-chat-client-"));
+  try {
+    const file = path.join(dir, "client.mjs");
+    await writeFile(file, await response.text());
+    return await import(pathToFileURL(file).href);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Polls `check` every 10 ms until it holds; fails naming `what` after `timeoutMs`. */
+export async function until(check, what, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }

@@ -16,33 +16,16 @@
 // Exits non-zero, with the assertion, when anything is off; prints one line per part.
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { WebSocket } from "ws";
-import { cuttableProxy } from "../../../clients/server.mjs";
+import { cuttableProxy, loadClient, until } from "../../../clients/server.mjs";
 
 const [rustBase, pythonWs] = process.argv.slice(2);
 assert.ok(rustBase && pythonWs, "usage: client_recovery.mjs http://RUST_ADDR ws://PYTHON_ADDR");
 const rustWs = rustBase.replace(/^http/, "ws");
 
-const dir = await mkdtemp(path.join(os.tmpdir(), "room-chat-fleet-client-"));
-const response = await fetch(`${rustBase}/asyncapi/client.js`);
-assert.equal(response.status, 200);
-await writeFile(path.join(dir, "client.mjs"), await response.text());
-const { RoomChatClient } = await import(pathToFileURL(path.join(dir, "client.mjs")).href);
-await rm(dir, { recursive: true, force: true });
+const { RoomChatClient } = await loadClient(rustBase);
 
 const FAST = { initialDelayMs: 50, maxDelayMs: 100 };
-
-async function until(check, what, timeoutMs = 10000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** A plain WebSocket client of the Python node, as the tutorial's page is. */
 async function tutorialClient(room) {
