@@ -845,6 +845,37 @@ impl Shared {
         Ok(conn)
     }
 
+    /// Sends one partition's `SPUBLISH` pipeline to the partition's master over our own
+    /// connection to it (see `master_conns`), or, before the first topology poll named one,
+    /// through redis-rs's cluster connection, which routes by slot. Returns each command's
+    /// receiver count, or why the pipeline failed (a failed master connection is dropped).
+    async fn publish_pipeline(
+        &self,
+        partition: usize,
+        pipeline: &redis::Pipeline,
+        limit: std::time::Duration,
+    ) -> Result<Vec<i64>, String> {
+        let Some((host, port)) = self.master_of(partition) else {
+            let mut conn = self.conn().await.map_err(|e| e.to_string())?;
+            return match timeout(limit, pipeline.query_async(&mut conn)).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err("SPUBLISH timed out".to_owned()),
+            };
+        };
+        let mut master = self.master_conn(&host, port).await?;
+        match timeout(limit, pipeline.query_async(&mut master)).await {
+            Ok(Ok(replies)) => Ok(replies),
+            Ok(Err(e)) => {
+                self.forget_master_conn(&host, port);
+                Err(e.to_string())
+            }
+            Err(_) => {
+                self.forget_master_conn(&host, port);
+                Err("SPUBLISH timed out".to_owned())
+            }
+        }
+    }
+
     /// Drops a failed publishing connection, so the next publish makes a new one.
     fn forget_master_conn(&self, host: &str, port: u16) {
         lock(&self.master_conns).remove(&(host.to_owned(), port));
@@ -1110,38 +1141,7 @@ async fn run_publisher(shared: Arc<Shared>, partition: usize, mut queue: mpsc::R
                 .arg(&publish.channel)
                 .arg(publish.payload.as_ref());
         }
-        let replies: Result<Vec<i64>, String> =
-            match (shared.conn().await, shared.master_of(partition)) {
-                (Ok(_), Some((host, port))) => match shared.master_conn(&host, port).await {
-                    Ok(mut master) => {
-                        match timeout(limit, pipeline.query_async::<Vec<Value>>(&mut master)).await
-                        {
-                            Ok(Ok(values)) => values
-                                .into_iter()
-                                .map(redis::from_redis_value::<i64>)
-                                .collect::<Result<Vec<i64>, _>>()
-                                .map_err(|e| e.to_string()),
-                            Ok(Err(e)) => {
-                                shared.forget_master_conn(&host, port);
-                                Err(e.to_string())
-                            }
-                            Err(_) => {
-                                shared.forget_master_conn(&host, port);
-                                Err("SPUBLISH timed out".to_owned())
-                            }
-                        }
-                    }
-                    Err(reason) => Err(reason),
-                },
-                // No topology yet: let redis-rs route by slot.
-                (Ok(mut conn), None) => match timeout(limit, pipeline.query_async(&mut conn)).await
-                {
-                    Ok(Ok(replies)) => Ok(replies),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("SPUBLISH timed out".to_owned()),
-                },
-                (Err(e), _) => Err(e.to_string()),
-            };
+        let replies = shared.publish_pipeline(partition, &pipeline, limit).await;
         if replies.is_err() {
             shared.stale_masters.store(true, Ordering::Release);
         }
