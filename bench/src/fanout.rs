@@ -77,10 +77,9 @@ pub struct FanoutOptions {
 pub struct CpuWatch {
     /// The server process(es) under test; empty for none.
     pub server: Vec<u32>,
-    /// The Redis the servers use, if any.
-    pub redis: Option<u32>,
-    /// More Redis processes counted together with `redis` (the nodes of a Redis Cluster).
-    pub redis_nodes: Vec<u32>,
+    /// The Redis process(es) the servers use (one server, or every node of a Redis Cluster,
+    /// counted together); empty for none.
+    pub redis: Vec<u32>,
 }
 
 impl CpuWatch {
@@ -92,16 +91,10 @@ impl CpuWatch {
             } else {
                 process::total_cpu_seconds(&self.server).ok()
             },
-            redis: if self.redis.is_none() && self.redis_nodes.is_empty() {
+            redis: if self.redis.is_empty() {
                 None
             } else {
-                let pids: Vec<u32> = self
-                    .redis
-                    .iter()
-                    .chain(&self.redis_nodes)
-                    .copied()
-                    .collect();
-                process::total_cpu_seconds(&pids).ok()
+                process::total_cpu_seconds(&self.redis).ok()
             },
         }
     }

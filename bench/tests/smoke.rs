@@ -75,8 +75,7 @@ async fn cost_per_delivery(url: String, pid: u32) -> f64 {
         progress: false,
         cpu_watch: fanout::CpuWatch {
             server: vec![pid],
-            redis: None,
-            ..fanout::CpuWatch::default()
+            redis: Vec::new(),
         },
         ..FanoutOptions::new(vec![url])
     };

@@ -242,14 +242,28 @@ impl Matrix {
         Ok(())
     }
 
-    /// Starts `target`'s processes for `cell`; service processes get `env` on top of the usual
-    /// variables (the history cells turn history off with it).
+    /// The Redis processes behind `target`, whose CPU a cell reports apart from the service's:
+    /// the shared server, every node of the cluster, or none (the in-memory layer).
+    fn redis_pids(&self, target: Target) -> Vec<u32> {
+        match (target, &self.cluster) {
+            (Target::PubSub | Target::Queue | Target::PubSubTwo, _) => {
+                self.redis_pid.into_iter().collect()
+            }
+            (Target::ClusterTwo, Some(cluster)) => cluster.pids(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Starts `target`'s processes for `cell` (and the Redis Cluster first, for a cluster
+    /// cell); service processes get `env` on top of the usual variables (the history cells turn
+    /// history off with it).
     async fn start(
-        &self,
+        &mut self,
         target: Target,
         cell: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Servers> {
+        self.ensure_cluster(target).await?;
         let processes = if matches!(target, Target::PubSubTwo | Target::ClusterTwo) {
             2
         } else {
@@ -369,13 +383,7 @@ impl Matrix {
             return Ok(());
         }
         eprintln!("== {cell}");
-        self.ensure_cluster(target).await?;
         let servers = self.start(target, &cell, env).await?;
-        let uses_redis = matches!(target, Target::PubSub | Target::Queue | Target::PubSubTwo);
-        let cluster_nodes = match (&self.cluster, target) {
-            (Some(cluster), Target::ClusterTwo) => cluster.pids(),
-            _ => Vec::new(),
-        };
         let options = fanout::FanoutOptions {
             rooms: shape.rooms,
             members: shape.members,
@@ -387,8 +395,7 @@ impl Matrix {
             warmup: Duration::ZERO,
             cpu_watch: fanout::CpuWatch {
                 server: servers.pids(),
-                redis: self.redis_pid.filter(|_| uses_redis),
-                redis_nodes: cluster_nodes,
+                redis: self.redis_pids(target),
             },
             ..fanout::FanoutOptions::new(servers.urls.clone())
         };
@@ -443,7 +450,6 @@ impl Matrix {
             return Ok(());
         }
         eprintln!("== {cell}");
-        self.ensure_cluster(target).await?;
         let servers = self.start(target, &cell, &[]).await?;
         let pids = servers.pids();
         let rate = if kind == "fixed" {
@@ -521,7 +527,6 @@ impl Matrix {
             return Ok(());
         }
         eprintln!("== {cell}");
-        self.ensure_cluster(target).await?;
         let servers = self.start(target, &cell, &[]).await?;
         let options = churn::ChurnOptions {
             duration: Duration::from_secs(3),

@@ -144,8 +144,7 @@ async fn main() -> anyhow::Result<()> {
                 progress: !args.quiet,
                 cpu_watch: fanout::CpuWatch {
                     server: server_pids,
-                    redis: redis_pid,
-                    ..fanout::CpuWatch::default()
+                    redis: redis_pid.into_iter().collect(),
                 },
                 ..fanout::FanoutOptions::new(args.urls)
             };
