@@ -349,6 +349,7 @@ impl RoomStore for RedisStore {
         let inner = &self.inner;
         let slots = stamp::locate(encoded)?;
         let parts = stamp::parts(encoded, slots);
+        let unstamped = stamp::unstamped(&parts);
         let entry = match Inner::entry(message, sender) {
             Ok(entry) => entry,
             Err(e) => {
@@ -367,7 +368,7 @@ impl RoomStore for RedisStore {
                 .arg(parts.before)
                 .arg(parts.between)
                 .arg(parts.after)
-                .fallback(stamp::unstamped(encoded, slots)),
+                .fallback(unstamped),
         )
     }
 

@@ -32,23 +32,29 @@ pub const EPOCH_PLACEHOLDER: &str = "~epoch~pending~~";
 /// msgpack's `uint64` marker: the placeholder's encoding, and the script's.
 const UINT64: u8 = 0xcf;
 
+/// The offset placeholder's encoding: the `uint64` marker and 8 bytes.
+const OFFSET_LEN: usize = 9;
+
+/// The epoch placeholder's encoding: a `fixstr` header and 16 bytes.
+const EPOCH_LEN: usize = 17;
+
 /// Where the placeholders sit in an encoded broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slots {
-    /// Index of the offset's `uint64` marker (9 bytes from there).
+    /// Index of the offset's `uint64` marker ([`OFFSET_LEN`] bytes from there).
     pub offset: usize,
-    /// Index of the epoch's string header (17 bytes from there).
+    /// Index of the epoch's string header ([`EPOCH_LEN`] bytes from there).
     pub epoch: usize,
 }
 
-fn offset_bytes() -> [u8; 9] {
-    let mut bytes = [UINT64; 9];
+fn offset_bytes() -> [u8; OFFSET_LEN] {
+    let mut bytes = [UINT64; OFFSET_LEN];
     bytes[1..].copy_from_slice(&OFFSET_PLACEHOLDER.to_be_bytes());
     bytes
 }
 
-fn epoch_bytes() -> [u8; 17] {
-    let mut bytes = [0xa0 | 16; 17];
+fn epoch_bytes() -> [u8; EPOCH_LEN] {
+    let mut bytes = [0xa0 | 16; EPOCH_LEN];
     bytes[1..].copy_from_slice(EPOCH_PLACEHOLDER.as_bytes());
     bytes
 }
@@ -61,7 +67,7 @@ pub fn locate(encoded: &[u8]) -> Option<Slots> {
     let offset = encoded
         .windows(offset_bytes.len())
         .rposition(|w| w == offset_bytes)?;
-    let after = offset + offset_bytes.len();
+    let after = offset + OFFSET_LEN;
     let epoch_bytes = epoch_bytes();
     let epoch = encoded
         .get(after..)?
@@ -88,20 +94,21 @@ pub struct Parts {
 pub fn parts(encoded: &Bytes, slots: Slots) -> Parts {
     Parts {
         before: encoded.slice(..slots.offset),
-        between: encoded.slice(slots.offset + 9..slots.epoch),
-        after: encoded.slice(slots.epoch + 17..),
+        between: encoded.slice(slots.offset + OFFSET_LEN..slots.epoch),
+        after: encoded.slice(slots.epoch + EPOCH_LEN..),
     }
 }
 
-/// `encoded` with both placeholders replaced by msgpack's nil: the broadcast as it goes out when
-/// the script fails (delivered, without a place in history).
-pub fn unstamped(encoded: &[u8], slots: Slots) -> Vec<u8> {
+/// The broadcast with msgpack's nil for the offset and the epoch: what goes out when the script
+/// fails (delivered, without a place in history).
+pub fn unstamped(parts: &Parts) -> Vec<u8> {
     const NIL: u8 = 0xc0;
-    let mut out = Vec::with_capacity(encoded.len());
-    out.extend_from_slice(&encoded[..slots.offset]);
+    let mut out =
+        Vec::with_capacity(parts.before.len() + parts.between.len() + parts.after.len() + 2);
+    out.extend_from_slice(&parts.before);
     out.push(NIL);
-    out.extend_from_slice(&encoded[slots.offset + 9..slots.epoch]);
+    out.extend_from_slice(&parts.between);
     out.push(NIL);
-    out.extend_from_slice(&encoded[slots.epoch + 17..]);
+    out.extend_from_slice(&parts.after);
     out
 }
