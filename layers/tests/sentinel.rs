@@ -231,9 +231,8 @@ async fn sentinel_failovers_are_followed() {
     assert_ne!(new_master, old_master);
 
     // Let the demoted master resync and the sentinels see it as a replica, so a second
-    // failover is possible (and past the failover-timeout spacing between two).
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    topology.wait_ready().await.unwrap();
+    // failover is possible.
+    topology.wait_ready_for_next_failover().await.unwrap();
 
     // 2. kill -9 of the master, 3. restarted at once on its port once Sentinel switched.
     let victim = topology.master_port().await.unwrap();

@@ -411,3 +411,32 @@ impl RedisCluster {
             .ok_or_else(|| io::Error::other(format!("no cluster node on port {port}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterNode;
+
+    #[test]
+    fn cluster_nodes_lines_parse_as_redis_writes_them() {
+        let master = ClusterNode::parse(
+            "07c3 127.0.0.1:30004@40004 myself,master - 0 0 1 connected 0-5460 5470 [5461->-e7d1]",
+        )
+        .unwrap();
+        assert_eq!(master.port, 30004);
+        assert!(master.master && !master.failed);
+        assert_eq!(master.master_id, None);
+        // The migrating entry is not a slot this node serves.
+        assert_eq!(master.slots, vec![0..=5460, 5470..=5470]);
+        assert!(master.owns(5470) && !master.owns(5461));
+
+        let replica = ClusterNode::parse(
+            "e7d1 127.0.0.1:30005@40005 slave,fail? 07c3 1700000000000 0 2 disconnected",
+        )
+        .unwrap();
+        assert!(!replica.master && replica.failed);
+        assert_eq!(replica.master_id.as_deref(), Some("07c3"));
+        assert!(replica.slots.is_empty());
+
+        assert_eq!(ClusterNode::parse("garbage"), None);
+    }
+}

@@ -146,6 +146,14 @@ impl SentinelGroup {
         .await
     }
 
+    /// After a failover: waits out Sentinel's spacing between two failovers of one master
+    /// (twice `failover-timeout`; a failover asked for sooner is refused), by which time the
+    /// demoted master has resynced as a replica, then [`Self::wait_ready`].
+    pub async fn wait_ready_for_next_failover(&self) -> io::Result<()> {
+        tokio::time::sleep(FAILOVER_TIMEOUT * 2).await;
+        self.wait_ready().await
+    }
+
     async fn ready(&self) -> bool {
         let Some(master) = self.master_port().await else {
             return false;
