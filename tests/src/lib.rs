@@ -125,6 +125,19 @@ impl TestServer {
     }
 }
 
+/// The sum of the samples in `/metrics` text whose line starts with `prefix` (a metric name and
+/// the first of its labels: `room_chat_layer_messages_total{alias="chat",event="dropped"`);
+/// `None` when no line does, so a renamed metric fails a test instead of reading as 0.
+pub fn metric_sum(text: &str, prefix: &str) -> Option<u64> {
+    let samples: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
+}
+
 /// The Redis key the service keeps `what` (`meta`, `log`, `presence`) of `room` under:
 /// `room-chat:{<hex of the name>}:<what>`, as the README documents it.
 pub fn room_key(room: &str, what: &str) -> String {
@@ -230,10 +243,7 @@ pub enum Closed {
 impl Client {
     pub async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        Self {
-            ws,
-            pending: Default::default(),
-        }
+        Self::from_stream(ws)
     }
 
     /// A client over a connection already made (for example one a test split into its send and
@@ -249,22 +259,8 @@ impl Client {
     /// `recv_*` calls.
     pub async fn sync(&mut self) {
         self.send_text(r#"{"action":"ping","ref":"sync"}"#).await;
-        let pong = r#"{"action":"pong","payload":null,"version":1,"ref":"sync"}"#;
-        let mut early = Vec::new();
-        loop {
-            let text = self.read_text().await;
-            if text == pong {
-                break;
-            }
-            early.push(text);
-        }
-        self.pending.extend(early);
-    }
-
-    /// [`Self::sync`] for servers that format JSON their own way (Python's `json.dumps` puts a
-    /// space after `:` and `,`): the pong is recognised by its parsed value.
-    pub async fn sync_json(&mut self) {
-        self.send_text(r#"{"action":"ping","ref":"sync"}"#).await;
+        // Recognised by its parsed value, so servers that format JSON their own way (Python's
+        // `json.dumps` puts a space after `:` and `,`) are synchronised with too.
         let pong = json!({"action": "pong", "payload": null, "version": 1, "ref": "sync"});
         let mut early = Vec::new();
         loop {
@@ -280,10 +276,7 @@ impl Client {
     /// Tries to connect; on an HTTP refusal returns its status and body.
     pub async fn try_connect(url: &str) -> Result<Self, (u16, String)> {
         match tokio_tungstenite::connect_async(url).await {
-            Ok((ws, _)) => Ok(Self {
-                ws,
-                pending: Default::default(),
-            }),
+            Ok((ws, _)) => Ok(Self::from_stream(ws)),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
                 let body = response

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use room_chat_e2e::{
-    chat, eventually, joined, left, tutorial_view, Client, Closed, Layer, RedisServer, TestServer,
+    chat, eventually, joined, left, metric_sum, tutorial_view, Client, Closed, Layer, RedisServer,
+    TestServer,
 };
 
 /// Declares a test per Redis layer.
@@ -118,13 +119,13 @@ async fn redis_outage_turns_health_red_then_green_and_chat_resumes(
     };
     let up = format!("room_chat_layer_up{{alias=\"{alias}\"");
     let (_, metrics) = server.get("/metrics").await;
-    assert_eq!(metric(&metrics, &up), Some(0), "{metrics}");
+    assert_eq!(metric_sum(&metrics, &up), Some(0), "{metrics}");
     // Both say which host is down.
     let target = format!(
         "room_chat_layer_target_up{{alias=\"{alias}\",target=\"{}\"}}",
         redis.url()
     );
-    assert_eq!(metric(&metrics, &target), Some(0), "{metrics}");
+    assert_eq!(metric_sum(&metrics, &target), Some(0), "{metrics}");
     let (_, health) = server.get("/healthz").await;
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();
     let targets = &health["layers"][alias]["targets"];
@@ -162,8 +163,8 @@ async fn redis_outage_turns_health_red_then_green_and_chat_resumes(
     }
     assert!(seen, "the other member should receive messages again");
     let (_, metrics) = server.get("/metrics").await;
-    assert_eq!(metric(&metrics, &up), Some(1), "{metrics}");
-    let outages = metric(
+    assert_eq!(metric_sum(&metrics, &up), Some(1), "{metrics}");
+    let outages = metric_sum(
         &metrics,
         &format!("room_chat_layer_outages_total{{alias=\"{alias}\"}}"),
     );
@@ -187,12 +188,4 @@ async fn shutting_down_one_process_notifies_members_on_the_other(
     // The remaining process is unaffected.
     stays.chat("still here").await;
     assert_eq!(stays.recv_json().await, chat("still here", "general"));
-}
-
-/// The value of the first sample whose line starts with `prefix`.
-fn metric(text: &str, prefix: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }

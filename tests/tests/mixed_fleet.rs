@@ -92,7 +92,7 @@ impl PythonNode {
     /// Connects to `room` and waits until the connection is served (its ping answered).
     async fn join(&self, room: &str) -> Client {
         let mut client = Client::connect(&self.room_url(room)).await;
-        client.sync_json().await;
+        client.sync().await;
         client
     }
 

@@ -421,3 +421,59 @@ async fn one_command_per_chat_message_and_a_broken_history_still_chats() {
     let next = say(&mut ada, "n6").await;
     assert_eq!(next["offset"], 7);
 }
+
+/// While Redis is down, `presence` and `history` are answered at once with an error frame that
+/// echoes their `ref` (a client waiting on them fails instead of timing out) and the connection
+/// stays open; once Redis is back both answer again: presence lists the member (its process
+/// re-adds it), and history has started a new epoch, since Redis lost the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_history_fail_clearly_while_redis_is_down_and_come_back() {
+    let mut redis = RedisServer::start().await.unwrap();
+    let server = TestServer::start_with(Layer::PubSub(redis.url()), |c| {
+        c.room_chat.presence_expiry = std::time::Duration::from_millis(900);
+        // The test polls presence until Redis is back; the request rate is not under test.
+        c.room_chat.room_query_rate = 0;
+    })
+    .await;
+    let mut ada = named(&server, "outage", "ada").await;
+    let before = say(&mut ada, "before").await;
+
+    redis.kill().await;
+    for (action, request) in [
+        ("presence", json!({"action": "presence", "ref": "down"})),
+        (
+            "history",
+            json!({"action": "history", "payload": {"since": null, "limit": 5}, "ref": "down"}),
+        ),
+    ] {
+        ada.send_json(request).await;
+        assert_eq!(
+            ada.recv_action("error").await,
+            json!({"action": "error",
+                   "payload": {"detail": format!("Failed to process message for {action}")},
+                   "ref": "down", "version": 1})
+        );
+    }
+    ada.send_json(json!({"action": "ping", "ref": "alive"}))
+        .await;
+    assert_eq!(ada.recv_action("pong").await["ref"], "alive");
+
+    redis.restart().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        ada.send_json(json!({"action": "presence", "ref": "p"}))
+            .await;
+        let frame = ada.recv_frame().await;
+        if frame["action"] == "presence_result" && names(&frame["payload"]) == [json!("ada")] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "presence never answered again: {frame}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = history(&mut ada, Value::Null, 5).await;
+    assert_ne!(after["epoch"], before["epoch"], "{after}");
+    assert_eq!(texts(&after).len(), 0);
+}
