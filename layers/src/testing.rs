@@ -305,8 +305,21 @@ async fn ping(port: u16) -> bool {
 
 /// A port that was free a moment ago (bind to port 0, read it, release it).
 fn free_port() -> io::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    Ok(free_ports::<1>()?[0])
+}
+
+/// `N` distinct free ports. The listeners are held until all are chosen: a port asked for and
+/// released at once may be handed out again by the next request, and a topology whose two
+/// processes got the same port loses one of them at start-up.
+fn free_ports<const N: usize>() -> io::Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// The `redis-server` binary: `$REDIS_SERVER`, or `redis-server` from `PATH`.

@@ -26,7 +26,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::process::Process;
-use super::{command, free_port, redis_server_program, text, wait_until};
+use super::{command, free_ports, redis_server_program, text, wait_until};
 
 /// `cluster-node-timeout` of every node: how long a master may be unreachable before the
 /// others fail it over. 2 s (the Redis default is 15 s) keeps crash scenarios short; a
@@ -111,8 +111,10 @@ impl RedisCluster {
         let dir = tempfile::tempdir()?;
         let program = redis_server_program();
         let mut nodes = Vec::new();
-        for _ in 0..MASTERS * 2 {
-            let (port, bus) = (free_port()?, free_port()?);
+        // A client port and a cluster-bus port per node, all distinct.
+        let ports = free_ports::<{ MASTERS * 4 }>()?;
+        for pair in ports.chunks(2) {
+            let (port, bus) = (pair[0], pair[1]);
             let node_dir = dir.path().join(port.to_string());
             std::fs::create_dir_all(&node_dir)?;
             let mut args = super::server_args(port, &node_dir);

@@ -29,7 +29,7 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 use super::process::Process;
-use super::{command, free_port, redis_server_program, text, wait_until};
+use super::{command, free_ports, redis_server_program, text, wait_until};
 
 /// The name the sentinels monitor the master under.
 pub const MASTER_NAME: &str = "mymaster";
@@ -74,7 +74,8 @@ impl SentinelGroup {
     pub async fn start() -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let program = redis_server_program();
-        let (master, replica) = (free_port()?, free_port()?);
+        // Two data servers and three sentinels, all on distinct ports.
+        let [master, replica, sentinel_ports @ ..] = free_ports::<5>()?;
         let servers = vec![
             Process::spawn(
                 program.clone(),
@@ -88,8 +89,7 @@ impl SentinelGroup {
             )?,
         ];
         let mut sentinels = Vec::new();
-        for _ in 0..3 {
-            let port = free_port()?;
+        for port in sentinel_ports {
             let conf = dir.path().join(format!("sentinel-{port}.conf"));
             std::fs::write(
                 &conf,
