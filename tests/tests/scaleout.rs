@@ -192,8 +192,8 @@ struct Bound {
     limit: Duration,
     /// What the gap is measured from (for the printout).
     from: &'static str,
-    /// For a crash: the layer's own share, from the end of the disturbance (the cluster having
-    /// promoted the replica). When Redis's promotion alone takes so long that `limit` leaves
+    /// The layer's own share, from the end of the disturbance (the cluster having promoted the
+    /// replica, after a crash or a `CLUSTER FAILOVER`). When Redis's promotion alone takes so long that `limit` leaves
     /// less than this, the gap is held to promotion + this instead (and the printout says so):
     /// the promotion time is the cluster's, not the service's.
     after_disturbance: Option<Duration>,
@@ -506,7 +506,8 @@ async fn two_processes_share_a_room_through_cluster_failovers() {
         Bound {
             limit: Duration::from_secs(1),
             from: "CLUSTER FAILOVER",
-            after_disturbance: None,
+            // The promotion itself takes about a second on a busy machine (1.03 s seen).
+            after_disturbance: Some(Duration::from_millis(500)),
         },
         || async {
             let at = Instant::now();
