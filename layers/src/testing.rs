@@ -334,7 +334,7 @@ const COMMAND_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 /// The arguments every fixture's `redis-server` starts with: `port` on the loopback only, no
 /// persistence (nothing written but into `dir`), so a test's servers are private and leave
 /// nothing behind. Topologies add their own (`--cluster-enabled`, `--replicaof`).
-pub(crate) fn server_args(port: u16, dir: &Path) -> Vec<String> {
+pub fn server_args(port: u16, dir: &Path) -> Vec<String> {
     [
         "--port",
         &port.to_string(),

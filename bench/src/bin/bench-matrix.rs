@@ -611,18 +611,8 @@ fn load_average() -> String {
 async fn start_redis(bin: &str, dir: &Path) -> anyhow::Result<(Child, String)> {
     let port = free_port()?;
     let mut child = Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(room_chat_layers::testing::server_args(port, dir))
         .args(["--maxclients", "10000"])
-        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

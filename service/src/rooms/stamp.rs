@@ -33,10 +33,10 @@ pub const EPOCH_PLACEHOLDER: &str = "~epoch~pending~~";
 const UINT64: u8 = 0xcf;
 
 /// The offset placeholder's encoding: the `uint64` marker and 8 bytes.
-const OFFSET_LEN: usize = 9;
+pub const OFFSET_LEN: usize = 9;
 
 /// The epoch placeholder's encoding: a `fixstr` header and 16 bytes.
-const EPOCH_LEN: usize = 17;
+pub const EPOCH_LEN: usize = 17;
 
 /// Where the placeholders sit in an encoded broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
