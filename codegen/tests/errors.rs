@@ -480,3 +480,12 @@ fn query_parameters_are_strings() {
     );
     assert_eq!(error_of(&spec), "#/channels/room_chat/bindings/ws/query/properties/name: query parameters must be `type: string` (a query string carries text)");
 }
+
+#[test]
+fn two_query_parameters_with_one_field_name() {
+    let spec = edited(
+        "          properties:\n            name:\n              type: string\n",
+        "          properties:\n            display-name:\n              type: string\n            display_name:\n              type: string\n            name:\n              type: string\n",
+    );
+    assert_eq!(error_of(&spec), "#/channels/room_chat/bindings/ws/query/properties/display_name: query parameter `display_name` maps to the field name `display_name`, which query parameter `display-name` already has; rename one of them");
+}

@@ -283,15 +283,14 @@ impl<'d> Lowering<'d> {
             identifier(&rust_name, &param_pointer, || {
                 format!("the parameter name `{name}` gives no field name")
             })?;
-            if let Some(other) = out
-                .iter()
-                .find(|p: &&ir::Parameter| p.rust_name == rust_name)
-            {
-                return Err(GenerateError::NameTaken {
-                    pointer: param_pointer,
-                    detail: format!("parameter `{name}` maps to the field name `{rust_name}`, which parameter `{}` already has; rename one of them", other.name),
-                });
-            }
+            field_name_free(
+                "parameter",
+                name,
+                &rust_name,
+                out.iter()
+                    .map(|p: &ir::Parameter| (p.name.as_str(), p.rust_name.as_str())),
+                &param_pointer,
+            )?;
             out.push(ir::Parameter {
                 name: name.clone(),
                 rust_name,
@@ -501,6 +500,24 @@ fn address_parameters(address: &str) -> Vec<String> {
 
 /// The query parameters of a channel's WebSocket binding: an object schema whose properties
 /// are strings (what a query string carries), each optional.
+/// Refuses a `kind` (`parameter`, `query parameter`) called `name` whose Rust field name is one
+/// that an earlier one of `taken` (name, field name) already has.
+fn field_name_free<'a>(
+    kind: &str,
+    name: &str,
+    rust_name: &str,
+    mut taken: impl Iterator<Item = (&'a str, &'a str)>,
+    pointer: &str,
+) -> Result<()> {
+    match taken.find(|(_, field)| *field == rust_name) {
+        Some((other, _)) => Err(GenerateError::NameTaken {
+            pointer: pointer.to_owned(),
+            detail: format!("{kind} `{name}` maps to the field name `{rust_name}`, which {kind} `{other}` already has; rename one of them"),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn query_parameters(channel: &Channel, pointer: &str) -> Result<Vec<ir::QueryParameter>> {
     let Some(schema) = channel
         .bindings
@@ -532,12 +549,13 @@ fn query_parameters(channel: &Channel, pointer: &str) -> Result<Vec<ir::QueryPar
         identifier(&rust_name, &at, || {
             format!("the query parameter name `{name}` gives no field name")
         })?;
-        if let Some(other) = out.iter().find(|q| q.rust_name == rust_name) {
-            return Err(GenerateError::NameTaken {
-                pointer: at,
-                detail: format!("query parameter `{name}` maps to the field name `{rust_name}`, which query parameter `{}` already has; rename one of them", other.name),
-            });
-        }
+        field_name_free(
+            "query parameter",
+            name,
+            &rust_name,
+            out.iter().map(|q| (q.name.as_str(), q.rust_name.as_str())),
+            &at,
+        )?;
         out.push(ir::QueryParameter {
             name: name.clone(),
             rust_name,
